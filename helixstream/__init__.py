@@ -1,0 +1,53 @@
+"""helixstream: LLM token streams made pleasant and safe for blocking Python code.
+
+Everything public is importable from here (``import helixstream as hs``).
+"""
+from ._aggregate import AggregatedStream, ChunkAggregator, StreamAggregator, TextStream
+from ._buffers import (
+    Buffer,
+    BufferType,
+    CharacterBuffer,
+    LineBuffer,
+    ParagraphBuffer,
+    SentenceBuffer,
+    TokenBuffer,
+    WordBuffer,
+    new_buffer,
+    new_buffer_with_token_threshold,
+)
+from ._chunk import StreamChunk
+from ._errors import ConfigError, HelixStreamError, StreamClosedError, StreamDecodeError
+from ._runner import ChunkStream
+from ._stages import BufferStage
+from ._streamer import EnhancedStreamer, StreamConfig
+from ._tokens import TokenCounter, estimate_tokens
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AggregatedStream",
+    "Buffer",
+    "BufferStage",
+    "BufferType",
+    "CharacterBuffer",
+    "ChunkAggregator",
+    "ChunkStream",
+    "ConfigError",
+    "EnhancedStreamer",
+    "HelixStreamError",
+    "LineBuffer",
+    "ParagraphBuffer",
+    "SentenceBuffer",
+    "StreamAggregator",
+    "StreamChunk",
+    "StreamClosedError",
+    "StreamConfig",
+    "StreamDecodeError",
+    "TextStream",
+    "TokenBuffer",
+    "TokenCounter",
+    "WordBuffer",
+    "estimate_tokens",
+    "new_buffer",
+    "new_buffer_with_token_threshold",
+]

@@ -1,0 +1,263 @@
+"""Aggregation: the final stage of every stream, and the guide's two aggregators."""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple
+
+import attrs
+
+from ._chunk import StreamChunk
+from ._runner import ChunkStream, run_stages
+from ._tokens import TokenCounter, estimate_tokens
+
+__all__ = ["AggregatedStream", "AggregateStage", "ChunkAggregator", "StreamAggregator"]
+
+
+@attrs.frozen(slots=True)
+class AggregatedStream:
+    """What a stream delivered, with counts and timings.
+
+    Attributes:
+        full_content: all the text delivered, in order.
+        chunks: the content of each chunk delivered.
+        chunk_count: how many chunks were delivered.
+        total_tokens: tokens delivered: the counts the source reported, plus the token
+            counter's count of text whose count was not reported.
+        character_count: characters delivered.
+        duration: seconds from the start of the stream to its end (or to now, for a
+            stream still running).
+        tokens_per_second: ``total_tokens / duration`` (0.0 for a zero duration).
+        time_to_first_chunk: seconds from the start to the first chunk, or None.
+        cancelled: the stream was stopped before its source ended.
+        error: the exception that ended the stream, or None.
+    """
+
+    full_content: str = ""
+    chunks: List[str] = attrs.field(factory=list)
+    chunk_count: int = 0
+    total_tokens: int = 0
+    character_count: int = 0
+    duration: float = 0.0
+    tokens_per_second: float = 0.0
+    time_to_first_chunk: Optional[float] = None
+    cancelled: bool = False
+    error: Optional[BaseException] = None
+
+
+class AggregateStage:
+    """The last stage of a stream: numbers chunks and records what went through.
+
+    ``str`` items become :class:`StreamChunk` objects numbered from 0; chunks pass
+    through unchanged. :meth:`result` may be called from any thread at any time.
+    """
+
+    name = "aggregate"
+
+    def __init__(
+        self,
+        counter: Optional[TokenCounter] = None,
+        clock: Callable[[], float] = time.monotonic,
+        usage_key: str = "usage",
+    ) -> None:
+        self._count = counter or estimate_tokens
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._contents: List[str] = []
+        self._reported = 0  # tokens the source reported
+        self._uncounted: List[int] = []  # indexes of contents without a reported count
+        self._usage: Optional[int] = None  # a total reported by the source at the end
+        self._usage_key = usage_key
+        self._chars = 0
+        self._start = clock()
+        self._first: Optional[float] = None
+        self._end: Optional[float] = None
+        self._cancelled = False
+        self._error: Optional[BaseException] = None
+        self._cache: Optional[Tuple[int, int]] = None  # (chunks counted, tokens)
+
+    def __call__(self, item: Any) -> List[Any]:
+        if item.__class__ is str:
+            text = item
+            chunk = StreamChunk(text, len(self._contents))
+            tokens = None
+        else:
+            chunk = item
+            text = chunk.content
+            tokens = chunk.tokens
+            usage = chunk.metadata.get(self._usage_key) if chunk.metadata else None
+            if usage is not None:
+                self._note_usage(usage)
+        with self._lock:
+            if self._first is None:
+                self._first = self._clock()
+            if tokens is None:
+                self._uncounted.append(len(self._contents))
+            else:
+                self._reported += tokens
+            self._contents.append(text)
+            self._chars += len(text)
+        return [chunk]
+
+    def _note_usage(self, usage: Any) -> None:
+        total = usage.get("completion_tokens") if isinstance(usage, dict) else usage
+        if isinstance(total, int) and not isinstance(total, bool):
+            self._usage = total
+
+    def flush(self) -> List[Any]:
+        with self._lock:
+            self._end = self._clock()
+        return []
+
+    def abort(self, error: Optional[BaseException]) -> None:
+        with self._lock:
+            if self._end is None:
+                self._end = self._clock()
+            if error is None:
+                self._cancelled = True
+            else:
+                self._error = error
+
+    def mark_cancelled(self) -> None:
+        """The reader stopped the stream (the worker may not have noticed yet)."""
+        with self._lock:
+            if self._end is None:
+                self._end = self._clock()
+                self._cancelled = True
+
+    def _tokens(self) -> int:
+        # called with the lock held
+        if self._usage is not None:
+            return self._usage
+        n = len(self._contents)
+        if self._cache is not None and self._cache[0] == n:
+            return self._cache[1]
+        text = "".join(self._contents[i] for i in self._uncounted)
+        total = self._reported + (self._count(text) if text else 0)
+        self._cache = (n, total)
+        return total
+
+    def result(self) -> AggregatedStream:
+        """The aggregate so far; final once the stream has ended."""
+        with self._lock:
+            end = self._end if self._end is not None else self._clock()
+            duration = max(0.0, end - self._start)
+            tokens = self._tokens()
+            contents = list(self._contents)
+            return AggregatedStream(
+                full_content="".join(contents),
+                chunks=contents,
+                chunk_count=len(contents),
+                total_tokens=tokens,
+                character_count=self._chars,
+                duration=duration,
+                tokens_per_second=tokens / duration if duration > 0 else 0.0,
+                time_to_first_chunk=None if self._first is None else self._first - self._start,
+                cancelled=self._cancelled,
+                error=self._error,
+            )
+
+
+def _result_of(stream: ChunkStream, stage: AggregateStage) -> Callable[[], AggregatedStream]:
+    core = stream._core  # noqa: SLF001 - same package
+
+    def get_result() -> AggregatedStream:
+        if core.cancelled:
+            stage.mark_cancelled()
+        return stage.result()
+
+    core.result = get_result
+    return get_result
+
+
+def aggregate(
+    source: Iterable[Any],
+    stages: List[Any],
+    *,
+    stop: Optional[Any],
+    name: str,
+    counter: Optional[TokenCounter] = None,
+    queue_size: int = 256,
+    clock: Callable[[], float] = time.monotonic,
+    close_timeout: float = 1.0,
+) -> Tuple[ChunkStream, Callable[[], AggregatedStream]]:
+    """Run ``source`` through ``stages`` and an aggregation stage."""
+    stage = AggregateStage(counter, clock)
+    stream = run_stages(
+        source,
+        [*stages, stage],
+        stop=stop,
+        name=name,
+        queue_size=queue_size,
+        close_timeout=close_timeout,
+    )
+    return stream, _result_of(stream, stage)
+
+
+class ChunkAggregator:
+    """Aggregates a stream of chunks while passing them on (the guide's ChunkAggregator)."""
+
+    def __init__(self, counter: Optional[TokenCounter] = None) -> None:
+        self._counter = counter
+
+    def aggregate_chunks(
+        self, chunks: Iterable[Any], stop: Optional[threading.Event] = None
+    ) -> Tuple[ChunkStream, Callable[[], AggregatedStream]]:
+        """Return ``(output, get_result)``; ``output`` yields the chunks unchanged."""
+        return aggregate(chunks, [], stop=stop, name="aggregate", counter=self._counter)
+
+
+class StreamAggregator:
+    """Aggregates a stream of strings (the guide's StreamAggregator).
+
+    Args:
+        estimated_size: expected number of characters (a hint; 0 when unknown).
+    """
+
+    def __init__(self, estimated_size: int = 0, counter: Optional[TokenCounter] = None) -> None:
+        if isinstance(estimated_size, bool) or not isinstance(estimated_size, int) or estimated_size < 0:
+            raise ValueError(f"'estimated_size' must be an int >= 0 (got {estimated_size!r})")
+        self.estimated_size = estimated_size
+        self._counter = counter
+        self._get: Optional[Callable[[], AggregatedStream]] = None
+
+    def aggregate(
+        self, chunks: Iterable[Any], stop: Optional[threading.Event] = None
+    ) -> "TextStream":
+        """Start aggregating; returns an iterator of the strings, closeable like a stream."""
+        stream, get = aggregate(chunks, [], stop=stop, name="aggregate", counter=self._counter)
+        self._get = get
+        return TextStream(stream)
+
+    def result(self) -> AggregatedStream:
+        """The aggregate of the last :meth:`aggregate` call (so far, if still running)."""
+        if self._get is None:
+            return AggregatedStream()
+        return self._get()
+
+
+class TextStream:
+    """A :class:`ChunkStream` that yields each chunk's text instead of the chunk."""
+
+    def __init__(self, stream: ChunkStream) -> None:
+        self._stream = stream
+
+    def __iter__(self) -> "TextStream":
+        return self
+
+    def __next__(self) -> str:
+        return self._stream.__next__().content
+
+    def close(self) -> None:
+        """Stop the stream (see :meth:`ChunkStream.close`)."""
+        self._stream.close()
+
+    def __enter__(self) -> "TextStream":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stream.close()
+
+    def get_result(self) -> AggregatedStream:
+        """The :class:`AggregatedStream` so far (final once the stream has ended)."""
+        return self._stream.get_result()

@@ -1,0 +1,103 @@
+"""The chunk type and the normalisation of what a source yields."""
+from __future__ import annotations
+
+import codecs
+import time
+from typing import Any, Dict, Iterator, Optional, Union
+
+import attrs
+
+from ._errors import StreamDecodeError
+
+__all__ = ["StreamChunk", "ChunkInput", "Decoder"]
+
+
+@attrs.define(slots=True, eq=True, repr=True)
+class StreamChunk:
+    """One piece of a stream.
+
+    Attributes:
+        content: the text.
+        index: position of the chunk in its stream, from 0.
+        timestamp: wall-clock time (``time.time()``) at which the chunk was created.
+        done: True for a final marker chunk a source may send.
+        error: an error a source reports in-band; a chunk with an error ends the stream
+            with that error.
+        metadata: free-form data (a fresh dict for every chunk).
+        tokens: the token count of ``content`` when the source knows it; ``None`` means
+            "count it" (see ``AggregatedStream.total_tokens``).
+    """
+
+    content: str = ""
+    index: int = 0
+    timestamp: float = attrs.field(factory=time.time)
+    done: bool = False
+    error: Optional[BaseException] = None
+    metadata: Dict[str, Any] = attrs.field(factory=dict)
+    tokens: Optional[int] = None
+
+
+#: What a source may yield: text, UTF-8 bytes, or ready-made chunks.
+ChunkInput = Union[str, bytes, bytearray, memoryview, StreamChunk]
+
+
+class Decoder:
+    """Turns the items of a source into ``str`` or ``StreamChunk``, checking their type.
+
+    Bytes are decoded incrementally: a character split across two items comes out
+    whole. Invalid UTF-8 raises :class:`StreamDecodeError` with the absolute byte offset.
+    """
+
+    __slots__ = ("_decoder", "_consumed", "index")
+
+    def __init__(self) -> None:
+        self._decoder: Optional[codecs.IncrementalDecoder] = None
+        self._consumed = 0  # bytes handed to the decoder so far
+        self.index = 0  # index of the next item
+
+    def __call__(self, item: object) -> Union[str, StreamChunk]:
+        """Normalise one item. Returns ``""`` for bytes that end mid-character."""
+        index = self.index
+        self.index = index + 1
+        cls = type(item)
+        if cls is str or cls is StreamChunk:
+            return item  # type: ignore[return-value]
+        if isinstance(item, (bytes, bytearray, memoryview)):
+            return self._decode(bytes(item), final=False)
+        if isinstance(item, (str, StreamChunk)):  # subclasses
+            return item
+        raise TypeError(
+            f"stream item {index} is {cls.__name__}; expected str, bytes or StreamChunk"
+        )
+
+    def finish(self) -> str:
+        """Decode what is left at the end of the stream (raises on a cut character)."""
+        if self._decoder is None:
+            return ""
+        return self._decode(b"", final=True)
+
+    def _decode(self, data: bytes, final: bool) -> str:
+        if self._decoder is None:
+            self._decoder = codecs.getincrementaldecoder("utf-8")("strict")
+        pending = len(self._decoder.getstate()[0])
+        try:
+            text = self._decoder.decode(data, final)
+        except UnicodeDecodeError as exc:
+            # exc.object is the decoder's pending bytes followed by ``data``.
+            offset = self._consumed - pending + exc.start
+            raise StreamDecodeError(offset, exc.reason) from None
+        self._consumed += len(data)
+        return text
+
+
+def iter_texts(chunks: Any) -> Iterator[str]:
+    """Yield the text of each item (used by pure helpers that take any input)."""
+    decode = Decoder()
+    for item in chunks:
+        value = decode(item)
+        text = value if type(value) is str else value.content  # type: ignore[union-attr]
+        if text:
+            yield text
+    rest = decode.finish()
+    if rest:
+        yield rest

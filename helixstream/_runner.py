@@ -1,0 +1,576 @@
+"""The stage engine (private): worker threads, bounded queues and the stop signal.
+
+Stages know nothing about threads. A stage is a callable object::
+
+    stage(item) -> list of items     # item: str or StreamChunk
+    stage.flush() -> list of items   # end of input
+
+and may also have ``abort(error)`` (the stream failed with ``error``, or was cancelled
+when ``error`` is None), and, for stages that must act on a timer, ``time_left()``
+(seconds until ``tick()`` must be called, or None) and ``tick() -> list of items``.
+
+This module owns everything else. A stream runs its source and its stages in one
+worker thread, which hands results to the reader through a bounded queue. When a stage
+needs a timer, the source gets a thread of its own, so that the stage thread can wake
+on its deadline while the source is blocked::
+
+    source ──▶ [worker: decode ▸ stage ▸ stage ▸ ...] ══queue══▶ reader (ChunkStream)
+
+    source ──▶ [pump: decode] ══queue══▶ [stages, timers] ══queue══▶ reader
+
+Queues move items in batches: a put appends to the queue under its lock and wakes the
+other side only when it is waiting, and a get takes everything queued at once. Queues
+are bounded (a fast source is held back by a slow reader) and closeable: cancelling a
+stream closes them, which wakes every thread blocked on them at once.
+"""
+from __future__ import annotations
+
+import collections
+import inspect
+import itertools
+import queue
+import threading
+import time
+import weakref
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence
+
+from ._chunk import Decoder, StreamChunk
+from ._signals import on_set
+
+__all__ = ["ChunkStream", "run_stages", "END"]
+
+_ids = itertools.count(1)
+
+
+class _Closed(Exception):
+    """The queue was closed: the stream is cancelled."""
+
+
+class _End:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "END"
+
+
+END = _End()
+_EMPTY = _End()
+
+
+class _Failure:
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+class _Pipe(queue.Queue):  # type: ignore[type-arg]
+    """A bounded ``queue.Queue`` that moves items in batches and can be closed.
+
+    ``put_many`` blocks while the queue holds ``maxsize`` items or more (a batch may
+    take it past the bound); ``get_all`` takes every queued item at once. ``close``
+    wakes all waiters; after it both raise ``_Closed``.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        super().__init__(maxsize)
+        self._closed = False
+        self._getters = 0
+        self._putters = 0
+
+    def put_many(self, items: Sequence[Any]) -> None:
+        with self.mutex:
+            q = self.queue
+            if self.maxsize and len(q) >= self.maxsize:
+                self._putters += 1
+                try:
+                    while len(q) >= self.maxsize and not self._closed:
+                        self.not_full.wait()
+                finally:
+                    self._putters -= 1
+            if self._closed:
+                raise _Closed
+            q.extend(items)
+            if self._getters:
+                self.not_empty.notify()
+
+    def get_all(self, timeout: Optional[float] = None) -> List[Any]:
+        with self.mutex:
+            q = self.queue
+            if not q:
+                if self._closed:
+                    raise _Closed
+                self._getters += 1
+                try:
+                    if timeout is None:
+                        while not q and not self._closed:
+                            self.not_empty.wait()
+                    else:
+                        deadline = time.monotonic() + timeout
+                        while not q and not self._closed:
+                            remaining = deadline - time.monotonic()
+                            if remaining <= 0:
+                                raise queue.Empty
+                            self.not_empty.wait(remaining)
+                finally:
+                    self._getters -= 1
+            if self._closed:
+                raise _Closed
+            items = list(q)
+            q.clear()
+            if self._putters:
+                self.not_full.notify()
+            return items
+
+    def close(self) -> None:
+        with self.mutex:
+            self._closed = True
+            self.queue.clear()
+            self.not_empty.notify_all()
+            self.not_full.notify_all()
+
+
+def _close_quietly(obj: Any) -> None:
+    close = getattr(obj, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception:  # noqa: BLE001 - the stream is being torn down
+            pass
+
+
+class _Core:
+    """The shared state of one stream; the worker threads hold this, not the ChunkStream."""
+
+    def __init__(
+        self,
+        source: Iterable[Any],
+        stages: Sequence[Any],
+        stop: Optional[threading.Event],
+        name: str,
+        queue_size: int,
+        result: Optional[Callable[[], Any]],
+    ) -> None:
+        self.id = next(_ids)
+        self.name = name
+        self.stages = list(stages)
+        self.source = source
+        self.iterator: Optional[Iterator[Any]] = None
+        self.stop = threading.Event()  # the internal stop signal stages wait on
+        self.out = _Pipe(queue_size)
+        self.mid: Optional[_Pipe] = None
+        self.result = result
+        self.error: Optional[BaseException] = None
+        self.cancelled = False
+        self.finished = False  # the last item (END or a failure) was queued
+        self.threads: List[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._live = 0
+        self._in_source = False
+        self._source_closed = False
+        self._unwatch: Callable[[], None] = _noop
+        timed = [s for s in self.stages if callable(getattr(s, "time_left", None))]
+        self.timed = timed
+        if timed:
+            self.mid = _Pipe(queue_size)
+            self._spawn(self._pump, "source")
+            self._spawn(self._run_stages, self._stage_names())
+        else:
+            self._spawn(self._run_inline, "source+" + self._stage_names())
+        self._unwatch = on_set(stop, self.cancel)
+        for t in self.threads:
+            t.start()
+
+    # --- set up ------------------------------------------------------------------
+    def _stage_names(self) -> str:
+        names = [getattr(s, "name", type(s).__name__) for s in self.stages]
+        return "+".join(names) or "passthrough"
+
+    def _spawn(self, target: Callable[[], None], what: str) -> None:
+        t = threading.Thread(
+            target=self._thread_main,
+            args=(target,),
+            name=f"helixstream-{self.id}-{self.name}-{what}",
+            daemon=True,
+        )
+        self._live += 1
+        self.threads.append(t)
+
+    def _thread_main(self, target: Callable[[], None]) -> None:
+        try:
+            target()
+        finally:
+            with self._lock:
+                self._live -= 1
+                last = self._live == 0
+            if last:
+                self._close_source()
+                self._unwatch()
+                self._unwatch = _noop
+
+    # --- stopping --------------------------------------------------------------------
+    def cancel(self) -> None:
+        """Stop the stream: wake every thread and close the source. Never blocks."""
+        with self._lock:
+            if self.cancelled or self.finished or self._live == 0:
+                return
+            self.cancelled = True
+            in_source = self._in_source
+        self.stop.set()
+        self.out.close()
+        if self.mid is not None:
+            self.mid.close()
+        if in_source and not inspect.isgenerator(self.iterator):
+            # Closing a network response from here is what unblocks a read in progress
+            # (and stops the upstream request). A generator can only be closed by the
+            # thread running it: the worker does that as soon as it gets control back.
+            self._close_source()
+
+    def _close_source(self) -> None:
+        with self._lock:
+            if self._source_closed:
+                return
+            self._source_closed = True
+        it = self.iterator
+        _close_quietly(self.source)
+        if it is not None and it is not self.source:
+            _close_quietly(it)
+
+    def join(self, timeout: Optional[float]) -> bool:
+        """Wait for the worker threads to end; True when they all have."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        me = threading.current_thread()
+        for t in self.threads:
+            if t is me:
+                continue
+            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self.threads if t is not me)
+
+    # --- the source --------------------------------------------------------------
+    def _source_items(self) -> Iterator[Any]:
+        """Yield the decoded items of the source, checking for cancellation."""
+        decode = Decoder()
+        it = iter(self.source)
+        self.iterator = it
+        nxt = it.__next__
+        while True:
+            self._in_source = True
+            try:
+                raw = nxt()
+            except StopIteration:
+                break
+            finally:
+                self._in_source = False
+            if self.cancelled:
+                raise _Closed
+            item = decode(raw)
+            if type(item) is StreamChunk or isinstance(item, StreamChunk):
+                if item.error is not None:
+                    raise item.error
+                if item.done:
+                    if item.content or item.metadata or item.tokens:
+                        yield item
+                    break
+            yield item
+        if self.cancelled:
+            raise _Closed
+        rest = decode.finish()
+        if rest:
+            yield rest
+
+    # --- running stages ------------------------------------------------------------
+    def _push(self, item: Any, start: int = 0) -> List[Any]:
+        """Run one item through the stages from ``start``; return what comes out."""
+        items = [item]
+        stages = self.stages
+        for i in range(start, len(stages)):
+            stage = stages[i]
+            nxt: List[Any] = []
+            try:
+                for it in items:
+                    got = stage(it)
+                    if got:
+                        nxt.extend(got)
+            except BaseException:
+                self._failed_at = i
+                raise
+            if not nxt:
+                return nxt
+            items = nxt
+        return items
+
+    _failed_at = -1
+
+    def _push_many(self, items: Iterable[Any], start: int) -> List[Any]:
+        out: List[Any] = []
+        for item in items:
+            got = self._push(item, start)
+            if got:
+                out.extend(got)
+        return out
+
+    def _flush_from(self, first: int) -> List[Any]:
+        """Flush stages ``first``.. in order; what stage i releases goes through i+1.."""
+        out: List[Any] = []
+        stages = self.stages
+        for i in range(first, len(stages)):
+            try:
+                got = stages[i].flush()
+            except BaseException:
+                self._failed_at = i
+                raise
+            if got:
+                out.extend(self._push_many(got, i + 1))
+        return out
+
+    def _abort(self, error: Optional[BaseException]) -> None:
+        for stage in self.stages:
+            abort = getattr(stage, "abort", None)
+            if abort is not None:
+                try:
+                    abort(error)
+                except Exception:  # noqa: BLE001 - already failing or cancelled
+                    pass
+
+    def _fail(self, exc: BaseException, pending: List[Any]) -> None:
+        """Deliver what was produced before ``exc``, then ``exc``."""
+        failed_at = self._failed_at  # -1: the source failed
+        out = list(pending)
+        try:
+            out.extend(self._flush_from(failed_at + 1))
+        except BaseException:  # noqa: BLE001 - the first error wins
+            pass
+        self.error = exc
+        self._abort(exc)
+        self._finish(out + [_Failure(exc)])
+
+    def _finish(self, items: List[Any]) -> None:
+        with self._lock:
+            if self.cancelled:
+                return
+            self.finished = True
+        try:
+            self.out.put_many(items)
+        except _Closed:
+            pass
+
+    def _run_inline(self) -> None:
+        put = self.out.put_many
+        push = self._push
+        pending: List[Any] = []
+        try:
+            for item in self._source_items():
+                pending = push(item)
+                if pending:
+                    put(pending)
+                    pending = []
+            pending = []
+            self._close_source()
+            pending = self._flush_from(0)
+            self._finish(pending + [END])
+        except _Closed:
+            self._abort(None)
+        except BaseException as exc:  # noqa: BLE001 - delivered to the reader
+            if self.cancelled:
+                self._abort(None)
+            else:
+                self._fail(exc, pending)
+
+    def _pump(self) -> None:
+        mid = self.mid
+        assert mid is not None
+        try:
+            for item in self._source_items():
+                mid.put_many((item,))
+            self._close_source()
+            mid.put_many((END,))
+        except _Closed:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - handed to the stage thread
+            if not self.cancelled:
+                try:
+                    mid.put_many((_Failure(exc),))
+                except _Closed:
+                    pass
+
+    def _time_left(self) -> Optional[float]:
+        best: Optional[float] = None
+        for stage in self.timed:
+            left = stage.time_left()
+            if left is not None and (best is None or left < best):
+                best = left
+        return best
+
+    def _tick(self) -> List[Any]:
+        out: List[Any] = []
+        stages = self.stages
+        for i, stage in enumerate(stages):
+            if stage in self.timed:
+                left = stage.time_left()
+                if left is not None and left <= 0:
+                    try:
+                        got = stage.tick()
+                    except BaseException:
+                        self._failed_at = i
+                        raise
+                    if got:
+                        out.extend(self._push_many(got, i + 1))
+        return out
+
+    def _run_stages(self) -> None:
+        mid = self.mid
+        assert mid is not None
+        put = self.out.put_many
+        pending: List[Any] = []
+        try:
+            while True:
+                try:
+                    batch = mid.get_all(self._time_left())
+                except queue.Empty:
+                    released = self._tick()
+                    if released:
+                        put(released)
+                    continue
+                for item in batch:
+                    if item is END:
+                        pending.extend(self._flush_from(0))
+                        self._finish(pending + [END])
+                        return
+                    if type(item) is _Failure:
+                        self._failed_at = -1
+                        self._fail(item.exc, pending)
+                        return
+                    got = self._push(item)
+                    if got:
+                        pending.extend(got)
+                left = self._time_left()
+                if left is not None and left <= 0:
+                    pending.extend(self._tick())
+                if pending:
+                    put(pending)
+                    pending = []
+        except _Closed:
+            self._abort(None)
+        except BaseException as exc:  # noqa: BLE001 - delivered to the reader
+            if self.cancelled:
+                self._abort(None)
+            else:
+                self._fail(exc, pending)
+                self.cancel_upstream()
+
+    def cancel_upstream(self) -> None:
+        """A stage failed: stop the pump and close the source."""
+        self.stop.set()
+        if self.mid is not None:
+            self.mid.close()
+        self._close_source_from_outside()
+
+    def _close_source_from_outside(self) -> None:
+        if self._in_source and not inspect.isgenerator(self.iterator):
+            self._close_source()
+
+
+def _noop() -> None:
+    return None
+
+
+class ChunkStream:
+    """The output of a stream: an iterator of :class:`StreamChunk` that can be closed.
+
+    Iterate it, or call :meth:`close` (or leave a ``with`` block) to stop early; a
+    stream that is garbage collected is closed too. Closing ends every worker thread
+    of the stream and closes the source (stopping the upstream request). An exception
+    raised by the source or a stage is raised here, after every chunk before it.
+    """
+
+    def __init__(self, core: _Core, close_timeout: float = 1.0) -> None:
+        self._core = core
+        self._batch: Iterator[Any] = iter(())
+        self._done = False
+        self._close_timeout = close_timeout
+        self._finalizer = weakref.finalize(self, core.cancel)
+
+    def __iter__(self) -> "ChunkStream":
+        return self
+
+    def __next__(self) -> StreamChunk:
+        item = next(self._batch, _EMPTY)
+        if item.__class__ is StreamChunk:
+            return item  # type: ignore[no-any-return]
+        if item is _EMPTY:
+            item = self._refill()
+            if item.__class__ is StreamChunk:
+                return item  # type: ignore[no-any-return]
+        if item is END:
+            self._done = True
+            self._core.join(self._close_timeout)
+            raise StopIteration
+        if item.__class__ is _Failure:
+            self._done = True
+            self._core.join(self._close_timeout)
+            raise item.exc
+        return item  # type: ignore[no-any-return]
+
+    def _refill(self) -> Any:
+        if self._done:
+            raise StopIteration
+        try:
+            batch = self._core.out.get_all()
+        except _Closed:
+            self._done = True
+            raise StopIteration from None
+        self._batch = it = iter(batch)
+        return next(it)
+
+    def close(self) -> None:
+        """Stop the stream; safe to call more than once, and after the end."""
+        self._done = True
+        self._core.cancel()
+        self._core.join(self._close_timeout)
+
+    def __enter__(self) -> "ChunkStream":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def closed(self) -> bool:
+        """True once the stream has ended, failed, or been closed."""
+        return self._done
+
+    @property
+    def cancelled(self) -> bool:
+        """True when the stream was stopped before its source ended."""
+        return self._core.cancelled
+
+    def get_result(self) -> Any:
+        """The :class:`AggregatedStream` so far (final once the stream has ended)."""
+        if self._core.result is None:
+            raise TypeError("this stream has no aggregation stage")
+        return self._core.result()
+
+    def threads(self) -> List[threading.Thread]:
+        """The worker threads of this stream (for diagnostics and tests)."""
+        return list(self._core.threads)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._done else "open"
+        return f"<ChunkStream {self._core.id} {self._core.name} {state}>"
+
+
+def run_stages(
+    source: Iterable[Any],
+    stages: Sequence[Any],
+    *,
+    stop: Optional[threading.Event] = None,
+    name: str = "stream",
+    queue_size: int = 256,
+    result: Optional[Callable[[], Any]] = None,
+    close_timeout: float = 1.0,
+) -> ChunkStream:
+    """Start a stream of ``source`` through ``stages``; return its output."""
+    if source is None or not hasattr(source, "__iter__") and not hasattr(source, "__next__"):
+        raise TypeError(f"source must be an iterable, not {type(source).__name__}")
+    core = _Core(source, stages, stop, name, queue_size, result)
+    return ChunkStream(core, close_timeout)

@@ -1,0 +1,129 @@
+"""StreamConfig and EnhancedStreamer: the guide's streamer, built on the stage engine."""
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Iterable, List, Optional, Tuple, Union
+
+import attrs
+
+from ._aggregate import AggregatedStream, aggregate
+from ._buffers import BufferType, new_buffer_with_token_threshold
+from ._durations import check_number, parse_duration
+from ._errors import ConfigError
+from ._runner import ChunkStream
+from ._stages import BufferStage
+from ._tokens import TokenCounter
+
+__all__ = ["StreamConfig", "EnhancedStreamer", "StreamResult"]
+
+#: ``(output, get_result)`` as returned by every ``stream_*`` method.
+StreamResult = Tuple[ChunkStream, Callable[[], AggregatedStream]]
+
+
+def _duration(field: str, allow_none: bool = False) -> Callable[[Any], Any]:
+    return lambda value: parse_duration(value, field, allow_none=allow_none)
+
+
+def _validate(**rules: Any) -> Callable[[Any, Any, Any], None]:
+    def check(instance: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
+        check_number(value, attribute.name, **rules)
+
+    return check
+
+
+def _check_counter(instance: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
+    if value is not None and not callable(value):
+        raise ConfigError(
+            f"{attribute.name!r} must be a callable str -> int or None (got {value!r})"
+        )
+
+
+@attrs.define(slots=True)
+class StreamConfig:
+    """How a stream is enhanced. Every value is checked on construction.
+
+    Attributes:
+        buffer_type: the unit released (``BufferType`` or its value).
+        progress_interval: at most one progress callback per this many seconds
+            (a number or a string like ``"100ms"``).
+        rate_limit: tokens per second delivered at most; 0 means unlimited.
+        estimated_tokens: expected length of the answer, for percent and ETA; 0 if unknown.
+        token_buffer_threshold: tokens a token buffer holds before releasing (>= 1).
+        burst: tokens a rate limiter may deliver at once; 0 means ``max(1, rate_limit)``.
+        max_delay: release held text after this many seconds without a unit
+            boundary (None: never).
+        queue_size: chunks that may wait between two threads of a stream (>= 1).
+        token_counter: counts the tokens of text whose count the source did not report
+            (None: the built-in estimator).
+        close_timeout: seconds ``close()`` waits for the stream's threads to end.
+
+    Assigning a field later is checked the same way.
+
+    Raises:
+        ConfigError: a value is out of range or of the wrong type; the message names
+            the field, what is allowed and the value given.
+    """
+
+    buffer_type: BufferType = attrs.field(
+        default=BufferType.WORD, converter=BufferType.coerce  # type: ignore[misc]
+    )
+    progress_interval: float = attrs.field(default=0.1, converter=_duration("progress_interval"))
+    rate_limit: float = attrs.field(default=0, validator=_validate(what="tokens per second"))
+    estimated_tokens: int = attrs.field(default=0, validator=_validate(integer=True))
+    token_buffer_threshold: int = attrs.field(
+        default=5, validator=_validate(integer=True, minimum=1)
+    )
+    burst: int = attrs.field(default=0, validator=_validate(integer=True))
+    max_delay: Optional[float] = attrs.field(
+        default=None, converter=_duration("max_delay", allow_none=True)
+    )
+    queue_size: int = attrs.field(default=256, validator=_validate(integer=True, minimum=1))
+    token_counter: Optional[TokenCounter] = attrs.field(
+        default=None, validator=_check_counter, eq=False
+    )
+    close_timeout: float = attrs.field(default=1.0, converter=_duration("close_timeout"))
+
+
+class EnhancedStreamer:
+    """Enhances LLM streams: buffering, progress, rate limiting and aggregation.
+
+    Every ``stream_*`` method takes an iterable of ``str``, ``bytes`` or
+    :class:`StreamChunk` and an optional ``stop`` event, starts the stream at once in a
+    worker thread, and returns ``(output, get_result)``.
+    """
+
+    def __init__(self, config: Optional[StreamConfig] = None) -> None:
+        if config is None:
+            config = StreamConfig()
+        elif not isinstance(config, StreamConfig):
+            raise ConfigError(f"config must be a StreamConfig, not {type(config).__name__}")
+        self.config = config
+
+    def _buffer_stage(self, buffer_type: Union[BufferType, str, None]) -> BufferStage:
+        cfg = self.config
+        kind = cfg.buffer_type if buffer_type is None else BufferType.coerce(buffer_type)
+        buffer = new_buffer_with_token_threshold(
+            kind, cfg.token_buffer_threshold, cfg.token_counter
+        )
+        return BufferStage(buffer, cfg.max_delay, counter=cfg.token_counter)
+
+    def _run(self, source: Iterable[Any], stages: List[Any], stop: Any, name: str) -> StreamResult:
+        cfg = self.config
+        return aggregate(
+            source,
+            stages,
+            stop=stop,
+            name=name,
+            counter=cfg.token_counter,
+            queue_size=cfg.queue_size,
+            close_timeout=cfg.close_timeout,
+        )
+
+    def stream_buffered(
+        self,
+        input: Iterable[Any],
+        buffer_type: Union[BufferType, str, None] = None,
+        stop: Optional[threading.Event] = None,
+    ) -> StreamResult:
+        """Buffer the stream into units (the config's buffer type unless given)."""
+        return self._run(input, [self._buffer_stage(buffer_type)], stop, "buffered")
