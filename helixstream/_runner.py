@@ -499,8 +499,9 @@ class ChunkStream:
             return item  # type: ignore[no-any-return]
         if item is _EMPTY:
             item = self._refill()
-            if item.__class__ is StreamChunk:
-                return item  # type: ignore[no-any-return]
+        return self._deliver(item)
+
+    def _deliver(self, item: Any) -> StreamChunk:
         if item is END:
             self._done = True
             self._core.join(self._close_timeout)
@@ -511,16 +512,30 @@ class ChunkStream:
             raise item.exc
         return item  # type: ignore[no-any-return]
 
-    def _refill(self) -> Any:
+    def _refill(self, timeout: Optional[float] = None) -> Any:
         if self._done:
             raise StopIteration
         try:
-            batch = self._core.out.get_all()
+            batch = self._core.out.get_all(timeout)
         except _Closed:
             self._done = True
             raise StopIteration from None
         self._batch = it = iter(batch)
         return next(it)
+
+    def next_within(self, timeout: float) -> Optional[StreamChunk]:
+        """The next chunk, or None if none arrives within ``timeout`` seconds.
+
+        Raises ``StopIteration`` at the end of the stream, and the stream's error if it
+        failed, like ``next()``. Server-Sent Events use this to send keep-alives.
+        """
+        item = next(self._batch, _EMPTY)
+        if item is _EMPTY:
+            try:
+                item = self._refill(timeout)
+            except queue.Empty:
+                return None
+        return self._deliver(item)
 
     def close(self) -> None:
         """Stop the stream; safe to call more than once, and after the end."""
