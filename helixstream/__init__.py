@@ -17,6 +17,14 @@ from ._buffers import (
 )
 from ._chunk import StreamChunk
 from ._errors import ConfigError, HelixStreamError, StreamClosedError, StreamDecodeError
+from ._progress import (
+    ProgressCallback,
+    ProgressStage,
+    ProgressTracker,
+    StreamProgress,
+    ThrottledCallback,
+    throttled_callback,
+)
 from ._runner import ChunkStream
 from ._stages import BufferStage
 from ._streamer import EnhancedStreamer, StreamConfig
@@ -37,17 +45,23 @@ __all__ = [
     "HelixStreamError",
     "LineBuffer",
     "ParagraphBuffer",
+    "ProgressCallback",
+    "ProgressStage",
+    "ProgressTracker",
     "SentenceBuffer",
     "StreamAggregator",
     "StreamChunk",
     "StreamClosedError",
     "StreamConfig",
     "StreamDecodeError",
+    "StreamProgress",
     "TextStream",
+    "ThrottledCallback",
     "TokenBuffer",
     "TokenCounter",
     "WordBuffer",
     "estimate_tokens",
     "new_buffer",
     "new_buffer_with_token_threshold",
+    "throttled_callback",
 ]

