@@ -253,7 +253,7 @@ class _Core:
         it = iter(self.source)
         self.iterator = it
         nxt = it.__next__
-        while True:
+        while not self.cancelled:
             self._in_source = True
             try:
                 raw = nxt()
@@ -261,8 +261,6 @@ class _Core:
                 break
             finally:
                 self._in_source = False
-            if self.cancelled:
-                raise _Closed
             item = decode(raw)
             if type(item) is StreamChunk or isinstance(item, StreamChunk):
                 if item.error is not None:
@@ -540,6 +538,7 @@ class ChunkStream:
     def close(self) -> None:
         """Stop the stream; safe to call more than once, and after the end."""
         self._done = True
+        self._batch = iter(())
         self._core.cancel()
         self._core.join(self._close_timeout)
 
