@@ -1,0 +1,209 @@
+"""StreamConfig validation, the streamer's methods, and the aggregators."""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+import helixstream as hs
+
+from .sources import BlockingSource
+
+
+# --- StreamConfig ----------------------------------------------------------------------
+
+
+def test_config_defaults_match_the_contract():
+    cfg = hs.StreamConfig()
+    assert cfg.buffer_type is hs.BufferType.WORD
+    assert (cfg.progress_interval, cfg.rate_limit, cfg.estimated_tokens) == (0.1, 0, 0)
+    assert (cfg.token_buffer_threshold, cfg.burst, cfg.max_delay) == (5, 0, None)
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [("sentence", hs.BufferType.SENTENCE), ("Line", hs.BufferType.LINE), (hs.BufferType.TOKEN, hs.BufferType.TOKEN)],
+)
+def test_config_takes_buffer_types_and_their_values(value, expected):
+    assert hs.StreamConfig(buffer_type=value).buffer_type is expected
+
+
+@pytest.mark.parametrize(
+    "field, value, allowed",
+    [
+        ("buffer_type", "bogus", "'word'"),
+        ("buffer_type", 3, "'sentence'"),
+        ("progress_interval", -0.5, ">= 0"),
+        ("progress_interval", "fast", "250ms"),
+        ("rate_limit", -1, ">= 0"),
+        ("rate_limit", "10", ">= 0"),
+        ("rate_limit", float("nan"), ">= 0"),
+        ("estimated_tokens", -3, ">= 0"),
+        ("estimated_tokens", 2.5, "an int"),
+        ("token_buffer_threshold", 0, ">= 1"),
+        ("token_buffer_threshold", True, ">= 1"),
+        ("burst", -2, ">= 0"),
+        ("max_delay", -1, ">= 0"),
+        ("queue_size", 0, ">= 1"),
+        ("token_counter", 5, "callable"),
+    ],
+)
+def test_bad_config_raises_config_error_naming_field_value_and_what_is_allowed(field, value, allowed):
+    with pytest.raises(hs.ConfigError) as info:
+        hs.StreamConfig(**{field: value})
+    message = str(info.value)
+    assert field in message and repr(value) in message and allowed in message
+    assert isinstance(info.value, ValueError)
+
+
+def test_config_assignment_is_checked_too():
+    cfg = hs.StreamConfig()
+    with pytest.raises(hs.ConfigError, match="rate_limit"):
+        cfg.rate_limit = -5
+    cfg.progress_interval = "250ms"
+    assert cfg.progress_interval == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize(
+    "text, seconds", [("100ms", 0.1), ("1.5s", 1.5), ("2m", 120.0), (" 3 ", 3.0), (0.2, 0.2), (1, 1.0)]
+)
+def test_config_durations_accept_numbers_and_strings(text, seconds):
+    assert hs.StreamConfig(progress_interval=text).progress_interval == pytest.approx(seconds)
+
+
+def test_streamer_refuses_something_that_is_not_a_config():
+    with pytest.raises(hs.ConfigError, match="StreamConfig"):
+        hs.EnhancedStreamer({"buffer_type": "word"})  # type: ignore[arg-type]
+
+
+# --- streamer ----------------------------------------------------------------------------
+
+
+def test_stream_buffered_uses_the_configured_type_unless_given():
+    streamer = hs.EnhancedStreamer(hs.StreamConfig(buffer_type="line"))
+    output, _ = streamer.stream_buffered(["a\nb", "c\n"])
+    assert [c.content for c in output] == ["a\n", "bc\n"]
+    output, _ = streamer.stream_buffered(["a b"], "word")
+    assert [c.content for c in output] == ["a ", "b"]
+
+
+def test_stream_buffered_with_a_bad_type_fails_before_starting():
+    with pytest.raises(hs.ConfigError, match="nope"):
+        hs.EnhancedStreamer().stream_buffered(["x"], "nope")
+
+
+def test_token_buffer_uses_the_configured_threshold():
+    streamer = hs.EnhancedStreamer(hs.StreamConfig(buffer_type="token", token_buffer_threshold=3))
+    chunks = [hs.StreamChunk(w, tokens=1) for w in ["a ", "b ", "c ", "d ", "e"]]
+    output, get_result = streamer.stream_buffered(chunks)
+    got = [(c.content, c.tokens) for c in output]
+    assert got == [("a b c ", 3), ("d e", 2)]
+    assert get_result().total_tokens == 5
+
+
+def test_custom_token_counter_is_used_for_totals():
+    streamer = hs.EnhancedStreamer(hs.StreamConfig(token_counter=lambda text: len(text)))
+    output, get_result = streamer.stream_buffered(["abc ", "de"])
+    list(output)
+    assert get_result().total_tokens == 6
+
+
+def test_reported_tokens_are_shared_among_the_units_cut_from_them():
+    chunks = [hs.StreamChunk("one two ", tokens=2), hs.StreamChunk("three", tokens=1)]
+    output, get_result = hs.EnhancedStreamer().stream_buffered(chunks, "word")
+    got = [(c.content, c.tokens) for c in output]
+    assert got == [("one ", 1), ("two ", 1), ("three", 1)]
+    assert get_result().total_tokens == 3
+
+
+def test_metadata_only_chunks_pass_through_after_the_text_before_them():
+    usage = hs.StreamChunk("", metadata={"usage": {"completion_tokens": 42}})
+    output, get_result = hs.EnhancedStreamer().stream_buffered(["Hello wor", "ld", usage], "word")
+    got = list(output)
+    assert [c.content for c in got] == ["Hello ", "world", ""]
+    assert got[-1].metadata["usage"]["completion_tokens"] == 42
+    assert get_result().total_tokens == 42  # the source's own total wins
+
+
+# --- aggregators -------------------------------------------------------------------------
+
+
+def test_chunk_aggregator_guide_example():
+    output, get_result = hs.ChunkAggregator().aggregate_chunks(iter(["Hel", "lo ", "world"]))
+    assert [c.content for c in output] == ["Hel", "lo ", "world"]
+    result = get_result()
+    assert result.full_content == "Hello world"
+    assert result.chunk_count == 3 and result.chunks == ["Hel", "lo ", "world"]
+    assert result.character_count == 11
+    assert result.total_tokens == hs.estimate_tokens("Hello world")
+    assert result.duration >= 0 and result.tokens_per_second >= 0
+
+
+def test_chunk_aggregator_passes_chunks_through_unchanged():
+    chunk = hs.StreamChunk("x", index=7, metadata={"k": 1})
+    output, _ = hs.ChunkAggregator().aggregate_chunks([chunk])
+    (got,) = list(output)
+    assert got is chunk
+
+
+def test_stream_aggregator_guide_example():
+    aggregator = hs.StreamAggregator(16)
+    output = aggregator.aggregate(iter(["a", "b", "c"]))
+    assert list(output) == ["a", "b", "c"]
+    result = aggregator.result()
+    assert result.full_content == "abc" and result.chunk_count == 3
+
+
+def test_stream_aggregator_output_can_be_closed_and_stops_the_source():
+    source = BlockingSource(["a"])
+    aggregator = hs.StreamAggregator()
+    output = aggregator.aggregate(source)
+    with output:
+        assert next(output) == "a"
+    assert source.closed.is_set()
+    assert aggregator.result().cancelled
+
+
+def test_stream_aggregator_before_any_stream_has_an_empty_result():
+    assert hs.StreamAggregator().result() == hs.AggregatedStream()
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True])
+def test_stream_aggregator_rejects_bad_sizes(bad):
+    with pytest.raises(ValueError, match="estimated_size"):
+        hs.StreamAggregator(bad)
+
+
+def test_aggregated_stream_is_frozen():
+    result = hs.AggregatedStream(full_content="x")
+    with pytest.raises(AttributeError):
+        result.full_content = "y"  # type: ignore[misc]
+
+
+def test_stream_chunk_defaults():
+    a, b = hs.StreamChunk("x"), hs.StreamChunk("y")
+    assert a.metadata == {} and a.metadata is not b.metadata
+    assert a.index == 0 and not a.done and a.error is None and a.tokens is None
+    assert a.timestamp > 1_600_000_000
+
+
+def test_get_result_is_thread_safe_while_streaming():
+    source = BlockingSource()
+    output, get_result = hs.EnhancedStreamer().stream_buffered(source, "word")
+    results: list = []
+
+    def poll() -> None:
+        for _ in range(200):
+            r = get_result()
+            results.append((r.chunk_count, len(r.chunks), r.full_content))
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    with output:
+        for i in range(200):
+            source.feed(f"{i} ")
+        source.end()
+        list(output)
+    poller.join(10)
+    assert all(n == m and len(text.split()) == n for n, m, text in results)
