@@ -16,6 +16,7 @@ from ._buffers import (
     new_buffer_with_token_threshold,
 )
 from ._chunk import StreamChunk
+from ._config import OptimizationService, StreamingSettings, load_config
 from ._errors import ConfigError, HelixStreamError, StreamClosedError, StreamDecodeError
 from ._progress import (
     ProgressCallback,
@@ -44,6 +45,7 @@ __all__ = [
     "EnhancedStreamer",
     "HelixStreamError",
     "LineBuffer",
+    "OptimizationService",
     "ParagraphBuffer",
     "ProgressCallback",
     "ProgressStage",
@@ -55,12 +57,14 @@ __all__ = [
     "StreamConfig",
     "StreamDecodeError",
     "StreamProgress",
+    "StreamingSettings",
     "TextStream",
     "ThrottledCallback",
     "TokenBuffer",
     "TokenCounter",
     "WordBuffer",
     "estimate_tokens",
+    "load_config",
     "new_buffer",
     "new_buffer_with_token_threshold",
     "throttled_callback",

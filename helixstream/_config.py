@@ -1,0 +1,217 @@
+"""Configuration files and the optimization service (the guide's YAML layout).
+
+The layout::
+
+    optimization:
+      streaming:
+        enabled: true
+        buffer_type: "word"         # character, word, sentence, line, paragraph, token
+        progress_interval: "100ms"  # or a number of seconds
+        rate_limit: 0               # tokens per second, 0 = unlimited
+
+plus the other fields of :class:`StreamConfig` (``estimated_tokens``,
+``token_buffer_threshold``, ``burst``, ``max_delay``, ``queue_size``,
+``close_timeout``). Other top-level sections of the file are left alone (the file may
+hold an application's whole configuration), but inside ``optimization`` every key must
+be known: a misspelt key is an error, never a silent default.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import threading
+from typing import Any, Dict, Iterable, Mapping, Optional, Union
+
+import attrs
+import yaml
+
+from ._aggregate import aggregate
+from ._errors import ConfigError
+from ._progress import ProgressCallback
+from ._streamer import EnhancedStreamer, StreamConfig, StreamResult
+
+__all__ = ["StreamingSettings", "load_config", "OptimizationService", "FILE_KEYS"]
+
+#: The keys ``optimization.streaming`` may hold.
+FILE_KEYS = (
+    "enabled",
+    "buffer_type",
+    "progress_interval",
+    "rate_limit",
+    "estimated_tokens",
+    "token_buffer_threshold",
+    "burst",
+    "max_delay",
+    "queue_size",
+    "close_timeout",
+)
+
+
+def _check_enabled(instance: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"'enabled' must be true or false (got {value!r})")
+
+
+@attrs.frozen(slots=True)
+class StreamingSettings:
+    """The ``optimization.streaming`` section: on/off, and the stream configuration."""
+
+    enabled: bool = attrs.field(default=True, validator=_check_enabled)
+    stream: StreamConfig = attrs.field(factory=StreamConfig)
+
+    @property
+    def config(self) -> StreamConfig:
+        """The :class:`StreamConfig` (same as ``stream``)."""
+        return self.stream
+
+
+def _unknown(keys: Iterable[str], known: Iterable[str], where: str) -> str:
+    known = list(known)
+    parts = []
+    for key in keys:
+        close = difflib.get_close_matches(str(key), known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        parts.append(f"{key!r}{hint}")
+    return f"unknown key(s) in {where}: {', '.join(parts)}; known keys: {', '.join(known)}"
+
+
+def _read(path: Union[str, "os.PathLike[str]"]) -> Any:
+    name = os.fspath(path)
+    try:
+        with open(name, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {name!r} not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {name!r} is a directory") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {name!r} cannot be read: {exc}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ConfigError(f"config file {name!r}{where}: malformed YAML: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {name!r}: malformed YAML: {exc}") from None
+
+
+def load_config(
+    path_or_mapping: Union[str, "os.PathLike[str]", Mapping[str, Any]]
+) -> StreamingSettings:
+    """Read the guide's YAML layout from a file, or take it as a mapping.
+
+    Returns:
+        The validated :class:`StreamingSettings`.
+
+    Raises:
+        ConfigError: missing or unreadable file, malformed YAML (with its line), a
+            missing section, a value of the wrong type or range, or unknown keys (named,
+            with the nearest known key). Messages start with the file name when there
+            is one.
+    """
+    if isinstance(path_or_mapping, Mapping):
+        data: Any = path_or_mapping
+        origin = ""
+    elif isinstance(path_or_mapping, (str, os.PathLike)):
+        data = _read(path_or_mapping)
+        origin = f"{os.fspath(path_or_mapping)}: "
+    else:
+        raise ConfigError(
+            "load_config takes a file path or a mapping, "
+            f"not {type(path_or_mapping).__name__}"
+        )
+    try:
+        return _settings(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{origin}{exc}") from None
+
+
+def _section(data: Any, key: str, where: str) -> Dict[str, Any]:
+    if not isinstance(data, Mapping):
+        kind = "empty" if data is None else type(data).__name__
+        raise ConfigError(f"{where or 'the configuration'} must be a mapping (got {kind})")
+    if key not in data:
+        path = f"{where}.{key}" if where else key
+        raise ConfigError(
+            f"missing section {path!r}; expected the layout "
+            "optimization: streaming: {enabled, buffer_type, progress_interval, rate_limit}"
+        )
+    return data[key]  # type: ignore[no-any-return]
+
+
+def _settings(data: Any) -> StreamingSettings:
+    optimization = _section(data, "optimization", "")
+    streaming = _section(optimization, "streaming", "optimization")
+    extra = [k for k in optimization if k != "streaming"]
+    if extra:
+        raise ConfigError(_unknown(extra, ["streaming"], "optimization"))
+    if streaming is None:
+        streaming = {}
+    if not isinstance(streaming, Mapping):
+        raise ConfigError(
+            f"optimization.streaming must be a mapping (got {type(streaming).__name__})"
+        )
+    unknown = [k for k in streaming if k not in FILE_KEYS]
+    if unknown:
+        raise ConfigError(_unknown(unknown, FILE_KEYS, "optimization.streaming"))
+    values = dict(streaming)
+    enabled = values.pop("enabled", True)
+    try:
+        return StreamingSettings(enabled=enabled, stream=StreamConfig(**values))
+    except ConfigError as exc:
+        raise ConfigError(f"optimization.streaming: {exc}") from None
+
+
+class OptimizationService:
+    """Enhances LLM streams as a :class:`StreamingSettings` says.
+
+    Args:
+        config: settings from :func:`load_config`, a :class:`StreamConfig` (enabled),
+            a path or mapping (read with :func:`load_config`), or None for defaults.
+    """
+
+    def __init__(
+        self,
+        config: Union[StreamingSettings, StreamConfig, str, "os.PathLike[str]", Mapping[str, Any], None] = None,
+    ) -> None:
+        if config is None:
+            settings = StreamingSettings()
+        elif isinstance(config, StreamingSettings):
+            settings = config
+        elif isinstance(config, StreamConfig):
+            settings = StreamingSettings(stream=config)
+        else:
+            settings = load_config(config)
+        self.settings = settings
+        self.streamer = EnhancedStreamer(settings.stream)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether streams are enhanced (when False they pass through untouched)."""
+        return self.settings.enabled
+
+    def stream_enhanced(
+        self,
+        stream: Iterable[Any],
+        callback: Optional[ProgressCallback] = None,
+        stop: Optional[threading.Event] = None,
+    ) -> StreamResult:
+        """Enhance ``stream``; returns ``(output, get_result)``.
+
+        With ``enabled: false`` the chunks pass through untouched (strings still become
+        chunks) and no progress is reported.
+        """
+        if not self.settings.enabled:
+            cfg = self.settings.stream
+            return aggregate(
+                stream,
+                [],
+                stop=stop,
+                name="passthrough",
+                counter=cfg.token_counter,
+                queue_size=cfg.queue_size,
+                close_timeout=cfg.close_timeout,
+            )
+        return self.streamer.stream_enhanced(stream, callback, stop)

@@ -1,0 +1,165 @@
+"""load_config and OptimizationService."""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import helixstream as hs
+
+GUIDE = """\
+optimization:
+  streaming:
+    enabled: true
+    buffer_type: "word"           # character, word, sentence, line, paragraph, token
+    progress_interval: "100ms"    # Progress update frequency
+    rate_limit: 0                 # Tokens per second (0 = unlimited)
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "helix.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_the_guides_file_loads(tmp_path):
+    settings = hs.load_config(write(tmp_path, GUIDE))
+    assert settings.enabled is True
+    cfg = settings.config
+    assert cfg.buffer_type is hs.BufferType.WORD
+    assert cfg.progress_interval == pytest.approx(0.1)
+    assert cfg.rate_limit == 0
+
+
+def test_a_mapping_loads_the_same_way():
+    settings = hs.load_config(
+        {"optimization": {"streaming": {"buffer_type": "sentence", "max_delay": "1.5s", "burst": 20}}}
+    )
+    assert settings.stream.buffer_type is hs.BufferType.SENTENCE
+    assert settings.stream.max_delay == pytest.approx(1.5)
+    assert settings.stream.burst == 20
+
+
+def test_other_top_level_sections_are_left_alone(tmp_path):
+    path = write(tmp_path, "server:\n  port: 8080\n" + GUIDE)
+    assert hs.load_config(path).enabled
+
+
+@pytest.mark.parametrize(
+    "duration, seconds", [('"250ms"', 0.25), ('"1.5s"', 1.5), ('"2m"', 120.0), ("0.5", 0.5), ("2", 2.0)]
+)
+def test_durations_in_files(tmp_path, duration, seconds):
+    path = write(tmp_path, f"optimization:\n  streaming:\n    progress_interval: {duration}\n")
+    assert hs.load_config(path).stream.progress_interval == pytest.approx(seconds)
+
+
+def test_an_unknown_key_is_an_error_naming_it_and_the_nearest_known_key(tmp_path):
+    path = write(tmp_path, "optimization:\n  streaming:\n    buffer_typ: sentence\n")
+    with pytest.raises(hs.ConfigError) as info:
+        hs.load_config(path)
+    message = str(info.value)
+    assert "helix.yaml" in message and "'buffer_typ'" in message and "'buffer_type'" in message
+
+
+def test_an_unknown_section_under_optimization_is_an_error():
+    with pytest.raises(hs.ConfigError, match="'streeming'"):
+        hs.load_config({"optimization": {"streaming": {}, "streeming": {}}})
+
+
+def test_a_missing_section_is_an_error_that_shows_the_layout():
+    with pytest.raises(hs.ConfigError, match="optimization.streaming"):
+        hs.load_config({"optimization": {}})
+    with pytest.raises(hs.ConfigError, match="'optimization'"):
+        hs.load_config({"optimisation": {"streaming": {}}})
+
+
+def test_an_empty_streaming_section_means_defaults():
+    settings = hs.load_config({"optimization": {"streaming": None}})
+    assert settings.enabled and settings.stream == hs.StreamConfig()
+
+
+@pytest.mark.parametrize(
+    "line, field",
+    [
+        ("buffer_type: bogus", "buffer_type"),
+        ("progress_interval: -1", "progress_interval"),
+        ("progress_interval: soon", "progress_interval"),
+        ("rate_limit: -5", "rate_limit"),
+        ("rate_limit: fast", "rate_limit"),
+        ("token_buffer_threshold: 0", "token_buffer_threshold"),
+        ("enabled: maybe", "enabled"),
+        ("burst: 1.5", "burst"),
+    ],
+)
+def test_bad_values_name_the_file_field_and_value(tmp_path, line, field):
+    path = write(tmp_path, f"optimization:\n  streaming:\n    {line}\n")
+    with pytest.raises(hs.ConfigError) as info:
+        hs.load_config(path)
+    message = str(info.value)
+    assert "helix.yaml" in message and field in message
+    assert line.split(": ", 1)[1] in message
+
+
+def test_a_missing_file_is_a_config_error_with_its_name(tmp_path):
+    with pytest.raises(hs.ConfigError, match="nothere.yaml.*not found"):
+        hs.load_config(tmp_path / "nothere.yaml")
+
+
+def test_a_directory_is_a_config_error(tmp_path):
+    with pytest.raises(hs.ConfigError, match="directory"):
+        hs.load_config(tmp_path)
+
+
+def test_malformed_yaml_names_the_file_and_the_line(tmp_path):
+    path = write(tmp_path, "optimization:\n  streaming:\n    buffer_type: [word\n    rate_limit: 0\n")
+    with pytest.raises(hs.ConfigError) as info:
+        hs.load_config(path)
+    message = str(info.value)
+    assert "helix.yaml" in message and "line " in message and "malformed YAML" in message
+
+
+@pytest.mark.parametrize("text", ["", "just a string\n", "- a\n- list\n", "optimization: 5\n"])
+def test_wrong_shapes_are_config_errors(tmp_path, text):
+    with pytest.raises(hs.ConfigError, match="mapping"):
+        hs.load_config(write(tmp_path, text))
+
+
+def test_load_config_refuses_other_types():
+    with pytest.raises(hs.ConfigError, match="path or a mapping"):
+        hs.load_config(42)  # type: ignore[arg-type]
+
+
+def test_yaml_is_read_safely(tmp_path):
+    path = write(tmp_path, "optimization: !!python/object/apply:os.system ['echo hacked']\n")
+    with pytest.raises(hs.ConfigError, match="malformed YAML"):
+        hs.load_config(path)
+
+
+def test_service_guide_example(tmp_path):
+    svc = hs.OptimizationService(hs.load_config(write(tmp_path, GUIDE.replace('"word"', '"sentence"'))))
+    output, get_result = svc.stream_enhanced(iter(["A b. ", "C d."]), None)
+    assert [c.content for c in output] == ["A b. ", "C d."]
+    assert get_result().full_content == "A b. C d."
+
+
+def test_service_disabled_passes_chunks_through_untouched():
+    svc = hs.OptimizationService({"optimization": {"streaming": {"enabled": False, "buffer_type": "sentence"}}})
+    assert not svc.enabled
+    mine = hs.StreamChunk("x", index=9, metadata={"m": 1})
+    calls = []
+    output, get_result = svc.stream_enhanced(["Hel", "lo. ", mine], calls.append)
+    got = list(output)
+    assert [c.content for c in got] == ["Hel", "lo. ", "x"]
+    assert got[2] is mine
+    assert calls == []
+    assert get_result().chunk_count == 3
+
+
+def test_service_takes_a_stream_config_a_mapping_or_nothing():
+    assert hs.OptimizationService(hs.StreamConfig(buffer_type="line")).settings.stream.buffer_type is hs.BufferType.LINE
+    assert hs.OptimizationService().enabled
+    svc = hs.OptimizationService({"optimization": {"streaming": {"buffer_type": "character"}}})
+    output, _ = svc.stream_enhanced(["ab"])
+    assert [c.content for c in output] == ["a", "b"]
