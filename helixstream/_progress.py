@@ -203,6 +203,11 @@ class ThrottledCallback:
             self._has_held = False
         self.callback(value)
 
+    def due(self) -> bool:
+        """Would a value passed now go through at once? (Lets callers skip building it.)"""
+        last = self._last
+        return last is None or self._clock() - last >= self.interval
+
     @property
     def pending(self) -> bool:
         """A value is held back, waiting for :meth:`flush`."""
@@ -265,7 +270,9 @@ class ProgressStage:
             self.tracker.update(item)
         else:
             self.tracker.update(item.content, item.tokens)
-        self._notify(self.tracker.get_progress())
+        notify = self._notify
+        if notify.due():
+            notify(self.tracker.get_progress())
         return [item]
 
     def _final(self) -> None:
