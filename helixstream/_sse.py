@@ -1,0 +1,1029 @@
+"""Server-Sent Events: spec-exact encoding, and event streams for WSGI apps.
+
+Encoding (the WHATWG ``text/event-stream`` format)
+--------------------------------------------------
+An event is a block of ``field: value`` lines ended by an empty line. What a browser's
+``EventSource`` dispatches is decided by the spec's parsing rules, so the encoder is
+written against them:
+
+- The data is split on ``\\r\\n``, ``\\r`` and ``\\n`` (the spec's only line breaks; not
+  ``str.splitlines()``, which also breaks on U+2028, U+0085, form feed...) and each
+  piece becomes one ``data: `` line. The space after the colon is always written, so
+  a value that starts with a space keeps it (the parser drops exactly one space).
+  Empty data is one ``data: `` line, which still dispatches an event; data ending in a
+  line break ends in an empty ``data: `` line, so the break survives. Every line
+  break reaches the browser as ``\\n``.
+- A field value cannot hold a line break, so an event name or id containing CR or LF
+  is refused with ``ValueError``, as is an id containing NUL (the parser would ignore
+  it) and a ``retry`` that is not a non-negative int. Nothing is silently stripped:
+  a line break in an id or event name is an injection attempt, and hiding it helps the
+  attacker.
+- Comments (keep-alives) are prefixed with ``:`` on every line and end without an empty
+  line: an empty line after only a comment dispatches nothing in a browser, but some
+  client libraries turn it into an empty event.
+- Lines end with LF; JSON is compact and refuses NaN and infinities.
+- ``write_error`` sends a generic message and an error id (and logs the exception with
+  that id on the ``helixstream.sse`` logger); the exception's text goes out only when
+  the caller opts in, so internal details do not leak to browsers.
+
+Streaming to WSGI: :func:`sse_stream`
+-------------------------------------
+``sse_stream(chunks)`` returns an :class:`SSEBody`: the iterable of ``bytes`` a WSGI app
+returns (with :data:`SSE_HEADERS`). Every content chunk becomes one event with an
+increasing id; with ``progress=True`` a ``progress`` event follows each one; the stream
+ends with a ``done`` event (data ``[DONE]``), or an ``error`` event if it failed. While the
+source is silent for ``keepalive`` seconds, a ``: keep-alive`` comment goes out: a WSGI
+server only learns that the client left when a write fails, so keep-alives are also what
+detects a hang-up during a long pause of the model. The waits are
+``ChunkStream.next_within(keepalive)``: no polling, no sleeping.
+
+How a stream ends::
+
+    source ends    ─▶ body sends "done"            ─▶ StopIteration ─▶ server: close()
+    source raises  ─▶ body sends "error" (+ log)   ─▶ StopIteration ─▶ server: close()
+    stop is set    ─▶ body sends "error" (cancelled) ─▶ StopIteration ─▶ server: close()
+    client leaves  ─▶ a write fails in the server  ─▶ server: close()
+                        └▶ ChunkStream.close() ─▶ worker threads end, source.close()
+
+``close()`` is what PEP 3333 servers call when the response ends for any reason, the
+client's departure included; it closes the :class:`ChunkStream`, which ends its worker
+threads and closes the source, so the upstream LLM request stops.
+
+Resume with ``Last-Event-ID``: :class:`SSEReplay`
+-------------------------------------------------
+A browser that loses its connection reconnects by itself, sending the id of the last
+event it received in the ``Last-Event-ID`` header. To honour it, pass the same
+:class:`SSEReplay` registry to every ``sse_stream`` call of an endpoint:
+
+- Each stream gets a random key; its event ids are ``"<key>.<n>"``, so an id names
+  both the stream and the position in it. Its events (bytes exactly as sent; not the
+  keep-alives) go into an :class:`EventLog` bounded to ``max_events``; at most
+  ``max_streams`` logs are kept, the oldest forgotten first.
+- When the client leaves a stream that has not ended, the stream stays open for
+  ``grace`` seconds (0: it is closed at once), held back by its bounded queues, waiting
+  for the client to return; after that it is closed like any abandoned stream (its
+  source is closed) and its log ends with a ``cancelled`` error event.
+- A log is kept ``ttl`` seconds after its stream ended, then forgotten. Expiry is
+  checked on every registry call and by :meth:`SSEReplay.sweep`; time comes from the
+  injected ``clock``.
+- ``sse_stream(..., last_event_id=id, replay=registry)`` replays the events after
+  ``id`` and then continues the live stream (a reconnect that arrives before the server
+  noticed the old connection has gone takes the stream over; the old body ends).
+  An id the registry does not know (never issued, or its log forgotten) gets an
+  ``error`` event with code ``unknown_event_id``; an id whose following events were
+  dropped from a full log gets ``events_expired``. Neither restarts the stream: the
+  client decides what to do.
+- Without a registry, a request carrying a ``Last-Event-ID`` gets ``unknown_event_id``:
+  silently starting a new generation would show the answer twice.
+
+The ``chunks`` of a resumed request are not used: pass a callable (``lambda:
+client.chat.completions.create(...)``) so that no upstream request is started for it;
+a ready-made iterable is closed.
+
+Proxies and compression
+-----------------------
+:data:`SSE_HEADERS` holds ``Cache-Control: no-cache`` and ``X-Accel-Buffering: no``
+(nginx: do not buffer) and never a hop-by-hop header such as ``Connection``, which
+PEP 3333 forbids to applications (waitress refuses the response). Response compression
+(gzip middleware, a proxy's gzip) must be off for event streams: a compressor holds
+events back until it has a block's worth of data, so the browser sees nothing.
+"""
+from __future__ import annotations
+
+import collections
+import itertools
+import json
+import logging
+import re
+import secrets
+import threading
+import time
+import weakref
+from typing import (
+    Any,
+    Callable,
+    Deque,
+    Dict,
+    Iterable,
+    List,
+    Optional,
+    Protocol,
+    Tuple,
+    Union,
+)
+
+from ._aggregate import ChunkAggregator
+from ._chunk import StreamChunk
+from ._runner import ChunkStream
+from ._tokens import estimate_tokens
+
+__all__ = [
+    "SSE_HEADERS",
+    "EventLog",
+    "SSEBody",
+    "SSEReplay",
+    "SSEWriter",
+    "format_sse_comment",
+    "format_sse_event",
+    "sse_stream",
+    "stream_chunks_to_sse",
+]
+
+logger = logging.getLogger("helixstream.sse")
+
+#: The response headers of an event stream, as ``(name, value)`` pairs valid under
+#: PEP 3333 (no hop-by-hop header). ``start_response("200 OK", list(SSE_HEADERS))``.
+SSE_HEADERS: Tuple[Tuple[str, str], ...] = (
+    ("Content-Type", "text/event-stream; charset=utf-8"),
+    ("Cache-Control", "no-cache"),
+    ("X-Accel-Buffering", "no"),
+)
+
+#: The data of the final event of a stream.
+DONE_DATA = "[DONE]"
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_KEEPALIVE = b": keep-alive\n"
+_OPENING = b": connected\n"
+
+
+# --- encoding ------------------------------------------------------------------------
+def _check_event_name(event: Optional[str]) -> None:
+    if event is None:
+        return
+    if not isinstance(event, str):
+        raise TypeError(f"event must be a str or None, not {type(event).__name__}")
+    if "\r" in event or "\n" in event:
+        raise ValueError(f"event name must not contain CR or LF (got {event!r})")
+
+
+def _check_id(id: Union[str, int, None]) -> Optional[str]:
+    if id is None:
+        return None
+    if isinstance(id, bool) or not isinstance(id, (str, int)):
+        raise TypeError(f"id must be a str, an int or None, not {type(id).__name__}")
+    text = str(id)
+    if "\r" in text or "\n" in text or "\0" in text:
+        raise ValueError(f"id must not contain CR, LF or NUL (got {text!r})")
+    return text
+
+
+def _check_retry(retry: Optional[int]) -> None:
+    if retry is None:
+        return
+    if isinstance(retry, bool) or not isinstance(retry, int) or retry < 0:
+        raise ValueError(f"retry must be an int >= 0 (milliseconds), got {retry!r}")
+
+
+def format_sse_event(
+    event: Optional[str],
+    data: str,
+    id: Union[str, int, None] = None,
+    retry: Optional[int] = None,
+) -> str:
+    """Encode one event: ``event``, ``data``, ``id`` and ``retry`` lines, then an empty line.
+
+    ``format_sse_event("message", "data", "id-123", 1000) ==
+    "event: message\\ndata: data\\nid: id-123\\nretry: 1000\\n\\n"``
+
+    Args:
+        event: the event type; None or ``""`` writes no ``event:`` line (the browser
+            then dispatches a ``message`` event).
+        data: the text; split on ``\\r\\n``, ``\\r`` and ``\\n`` into ``data:`` lines.
+        id: the event id (sets the browser's ``lastEventId``); None writes no line.
+        retry: the browser's reconnection delay in milliseconds; None writes no line.
+
+    Returns:
+        The event as text (encode it as UTF-8).
+
+    Raises:
+        ValueError: CR or LF in ``event`` or ``id``, NUL in ``id``, or a ``retry``
+            that is not an int >= 0.
+        TypeError: ``data`` is not a str, or ``event``/``id`` of a wrong type.
+    """
+    _check_event_name(event)
+    if not isinstance(data, str):
+        raise TypeError(f"data must be a str, not {type(data).__name__}")
+    id_text = _check_id(id)
+    _check_retry(retry)
+    parts = []
+    if event:
+        parts.append(f"event: {event}\n")
+    if "\n" in data or "\r" in data:
+        parts.append("data: " + "\ndata: ".join(_LINE_BREAK.split(data)) + "\n")
+    else:
+        parts.append(f"data: {data}\n")
+    if id_text is not None:
+        parts.append(f"id: {id_text}\n")
+    if retry is not None:
+        parts.append(f"retry: {int(retry)}\n")
+    parts.append("\n")
+    return "".join(parts)
+
+
+def format_sse_comment(text: str) -> str:
+    """Encode a comment: every line of ``text`` prefixed with ``:``; no empty line after.
+
+    Raises:
+        TypeError: ``text`` is not a str.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"comment must be a str, not {type(text).__name__}")
+    return "".join(f": {line}\n" if line else ":\n" for line in _LINE_BREAK.split(text))
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+
+
+def _progress_data(received: int, total: Optional[int]) -> str:
+    return _dumps({"received": received, "total": total or None})
+
+
+def _error_data(
+    exc: Optional[BaseException], error_id: str, expose: bool, log: bool = True
+) -> str:
+    if log and exc is not None:
+        logger.error(
+            "event stream failed (error id %s)",
+            error_id,
+            exc_info=(type(exc), exc, exc.__traceback__),
+        )
+    payload: Dict[str, Any] = {
+        "code": "stream_failed",
+        "message": "The stream failed.",
+        "error_id": error_id,
+    }
+    if expose and exc is not None:
+        payload["type"] = type(exc).__name__
+        payload["detail"] = str(exc)
+    return _dumps(payload)
+
+
+def _new_error_id() -> str:
+    return secrets.token_hex(6)
+
+
+def _notice(code: str, message: str) -> str:
+    return _dumps({"code": code, "message": message})
+
+
+class _Writable(Protocol):
+    def write(self, data: Any) -> Any: ...
+
+
+def _write_all(out: _Writable, data: bytes) -> None:
+    """Write all of ``data`` (a raw stream may take only part of it)."""
+    written = out.write(data)
+    if isinstance(written, int) and not isinstance(written, bool) and 0 <= written < len(data):
+        view = memoryview(data)[written:]
+        while view:
+            n = out.write(view)
+            if not n:
+                raise OSError("the output accepted no more data")
+            view = view[n:]
+
+
+class SSEWriter:
+    """Writes events to a binary writable (an HTTP response, a socket file, a WSGI write).
+
+    Every method encodes one event as UTF-8, writes it whole, then calls ``out.flush()``
+    if ``out`` has one. Writes are serialised by a lock, so progress callbacks running
+    in other threads can share a writer.
+
+    Args:
+        out: an object with ``write(bytes)`` and optionally ``flush()``.
+        expose_errors: default for :meth:`write_error`'s ``expose``.
+    """
+
+    def __init__(self, out: _Writable, *, expose_errors: bool = False) -> None:
+        if not callable(getattr(out, "write", None)):
+            raise TypeError(f"out must have a write(bytes) method ({type(out).__name__})")
+        self._out = out
+        flush = getattr(out, "flush", None)
+        self._flush: Optional[Callable[[], Any]] = flush if callable(flush) else None
+        self._lock = threading.Lock()
+        self.expose_errors = expose_errors
+
+    def write_raw(self, data: bytes) -> None:
+        """Write already-encoded event stream bytes (from :func:`sse_stream`, say)."""
+        with self._lock:
+            _write_all(self._out, data)
+            if self._flush is not None:
+                self._flush()
+
+    def _send(self, text: str) -> None:
+        self.write_raw(text.encode("utf-8"))
+
+    def write_event(
+        self,
+        event: Optional[str],
+        data: str,
+        id: Union[str, int, None] = None,
+        retry: Optional[int] = None,
+    ) -> None:
+        """Write one event (see :func:`format_sse_event`)."""
+        self._send(format_sse_event(event, data, id, retry))
+
+    def write_data(self, data: str, id: Union[str, int, None] = None) -> None:
+        """Write a ``message`` event (no ``event:`` line)."""
+        self._send(format_sse_event(None, data, id))
+
+    def write_json(
+        self, obj: Any, event: Optional[str] = None, id: Union[str, int, None] = None
+    ) -> None:
+        """Write ``obj`` as compact JSON.
+
+        Raises:
+            ValueError: ``obj`` holds NaN or an infinity.
+            TypeError: ``obj`` is not JSON serialisable.
+        """
+        self._send(format_sse_event(event, _dumps(obj), id))
+
+    def write_progress(
+        self, received: int, total: Optional[int] = None, id: Union[str, int, None] = None
+    ) -> None:
+        """Write a ``progress`` event: ``{"received":50,"total":100}`` (total null if unknown)."""
+        self._send(format_sse_event("progress", _progress_data(received, total), id))
+
+    def write_done(self, id: Union[str, int, None] = None) -> None:
+        """Write the final ``done`` event (data ``[DONE]``)."""
+        self._send(format_sse_event("done", DONE_DATA, id))
+
+    def write_error(
+        self,
+        exc: Optional[BaseException],
+        *,
+        expose: Optional[bool] = None,
+        error_id: Optional[str] = None,
+        id: Union[str, int, None] = None,
+    ) -> str:
+        """Write an ``error`` event; log ``exc`` with the error id; return the error id.
+
+        The data is ``{"code":"stream_failed","message":"The stream failed.",
+        "error_id":"..."}``; with ``expose`` (default: the writer's ``expose_errors``)
+        it also holds ``type`` and ``detail`` (the exception's text). Only expose errors
+        to clients you trust.
+        """
+        if error_id is None:
+            error_id = _new_error_id()
+        show = self.expose_errors if expose is None else expose
+        self._send(format_sse_event("error", _error_data(exc, error_id, show), id))
+        return error_id
+
+    def write_comment(self, text: str) -> None:
+        """Write a comment (ignored by clients; keeps idle connections alive)."""
+        self._send(format_sse_comment(text))
+
+
+# --- the event log and the replay registry ---------------------------------------------
+class _ResumeError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+_UNKNOWN = "unknown_event_id"
+_EXPIRED = "events_expired"
+
+
+class EventLog:
+    """The events of one stream, bounded, for replay after a reconnect.
+
+    Events are numbered from 1 with no gaps; the log keeps the last ``max_events``.
+
+    Args:
+        max_events: how many events are kept (>= 1).
+        clock: time source for :attr:`ended_at` (seconds).
+    """
+
+    def __init__(self, max_events: int = 10_000, clock: Callable[[], float] = time.monotonic):
+        _check_positive_int("max_events", max_events)
+        self.max_events = max_events
+        self._clock = clock
+        self._events: Deque[Tuple[int, bytes]] = collections.deque()
+        self._lock = threading.Lock()
+        self.last_seq = 0
+        #: When the stream ended (by ``clock``), or None while it runs.
+        self.ended_at: Optional[float] = None
+
+    def append(self, seq: int, data: bytes) -> None:
+        """Record event ``seq`` (the next number)."""
+        with self._lock:
+            if seq != self.last_seq + 1:
+                raise ValueError(f"event {seq} does not follow event {self.last_seq}")
+            self._events.append((seq, data))
+            self.last_seq = seq
+            if len(self._events) > self.max_events:
+                self._events.popleft()
+
+    def end(self) -> None:
+        """The stream sent its last event."""
+        with self._lock:
+            if self.ended_at is None:
+                self.ended_at = self._clock()
+
+    @property
+    def ended(self) -> bool:
+        """True once the stream sent its last event."""
+        return self.ended_at is not None
+
+    def _start_of(self, seq: int) -> int:
+        # called with the lock held: the index in the deque of the event after ``seq``
+        if seq < 0 or seq > self.last_seq:
+            raise _ResumeError(_UNKNOWN, "Cannot resume: this event id was never sent.")
+        first = self._events[0][0] if self._events else self.last_seq + 1
+        if seq + 1 < first:
+            raise _ResumeError(
+                _EXPIRED, "Cannot resume: the events after this id are no longer kept."
+            )
+        return seq + 1 - first
+
+    def check(self, seq: int) -> None:
+        """Raise ``_ResumeError`` unless the events after ``seq`` can be replayed."""
+        with self._lock:
+            self._start_of(seq)
+
+    def after(self, seq: int) -> List[Tuple[int, bytes]]:
+        """The ``(number, bytes)`` of the events after ``seq``, oldest first.
+
+        Raises:
+            _ResumeError: ``seq`` was never sent, or events after it were dropped.
+        """
+        with self._lock:
+            if seq == self.last_seq:
+                return []
+            start = self._start_of(seq)
+            return list(itertools.islice(self._events, start, None))
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+
+def _check_positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name!r} must be an int >= 1 (got {value!r})")
+
+
+def _check_seconds(name: str, value: Any, allow_zero: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise ValueError(f"{name!r} must be a number of seconds (got {value!r})")
+    if value < 0 or (value == 0 and not allow_zero):
+        limit = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name!r} must be {limit} (got {value!r})")
+    return float(value)
+
+
+class _Entry:
+    """One stream in a registry: its log, its producer and who reads it."""
+
+    __slots__ = ("key", "log", "feed", "owner", "pull_lock", "timer", "__weakref__")
+
+    def __init__(self, key: str, log: EventLog, feed: "_Feed") -> None:
+        self.key = key
+        self.log = log
+        self.feed = feed
+        self.owner: Optional[object] = None  # the token of the body reading the stream
+        self.pull_lock = threading.RLock()  # held while a body reads the ChunkStream
+        self.timer: Optional[threading.Timer] = None  # the grace period of a detached stream
+
+
+class SSEReplay:
+    """A registry of recent event streams, so reconnecting clients can resume them.
+
+    Share one instance between all requests of an endpoint (it is thread-safe) and pass
+    it to :func:`sse_stream` as ``replay``, with the request's ``Last-Event-ID``.
+
+    Args:
+        ttl: seconds a stream's log is kept after the stream ended.
+        grace: seconds a stream whose client left stays open, waiting for the client to
+            resume it; 0 closes it at once (its source too).
+        max_events: events kept per stream; older ones are dropped (a client resuming
+            from before them gets an ``events_expired`` error event).
+        max_streams: logs kept at most; the oldest are forgotten first.
+        clock: time source for ``ttl`` (default ``time.monotonic``); tests inject one.
+    """
+
+    def __init__(
+        self,
+        *,
+        ttl: float = 300.0,
+        grace: float = 10.0,
+        max_events: int = 10_000,
+        max_streams: int = 1_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl = _check_seconds("ttl", ttl)
+        self.grace = _check_seconds("grace", grace)
+        _check_positive_int("max_events", max_events)
+        _check_positive_int("max_streams", max_streams)
+        self.max_events = max_events
+        self.max_streams = max_streams
+        self._clock = clock
+        # re-entrant: a body dropped without close() detaches from a GC finalizer,
+        # which may run in a thread that holds the lock
+        self._lock = threading.RLock()
+        self._entries: "collections.OrderedDict[str, _Entry]" = collections.OrderedDict()
+        self._closed = False
+
+    # --- public -----------------------------------------------------------------------
+    def sweep(self) -> None:
+        """Forget the logs whose ``ttl`` has passed (also done on every registry call)."""
+        with self._lock:
+            self._sweep_locked()
+
+    def close(self) -> None:
+        """Close every stream of the registry (their sources too) and forget all logs."""
+        with self._lock:
+            self._closed = True
+            entries = list(self._entries.values())
+            self._entries.clear()
+        for entry in entries:
+            self._stop(entry)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    def __contains__(self, key: object) -> bool:
+        with self._lock:
+            return key in self._entries
+
+    def __enter__(self) -> "SSEReplay":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- used by sse_stream ------------------------------------------------------------
+    def _register(self, feed: "_Feed", owner: object) -> _Entry:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("this SSEReplay registry is closed")
+            self._sweep_locked()
+            key = secrets.token_urlsafe(9)
+            while key in self._entries:  # pragma: no cover - 72 random bits
+                key = secrets.token_urlsafe(9)
+            log = EventLog(self.max_events, self._clock)
+            entry = _Entry(key, log, feed)
+            entry.owner = owner
+            feed.attach_log(log, key + ".")
+            self._entries[key] = entry
+            evicted = []
+            while len(self._entries) > self.max_streams:
+                _, old = self._entries.popitem(last=False)
+                if old.owner is None:
+                    evicted.append(old)
+        for old in evicted:
+            self._stop(old)
+        return entry
+
+    def _attach(self, last_event_id: str, owner: object) -> Tuple[_Entry, int]:
+        key, _, number = last_event_id.rpartition(".")
+        with self._lock:
+            self._sweep_locked()
+            entry = self._entries.get(key) if key else None
+            if entry is None or not number.isdigit() or not number.isascii():
+                raise _ResumeError(
+                    _UNKNOWN,
+                    "Cannot resume: this event id is unknown, or its stream has expired.",
+                )
+            seq = int(number)
+            entry.log.check(seq)
+            if entry.timer is not None:
+                entry.timer.cancel()
+                entry.timer = None
+            entry.owner = owner
+            self._entries.move_to_end(key)
+        return entry, seq
+
+    def _detach(self, entry: _Entry, owner: object) -> None:
+        with self._lock:
+            if entry.owner is not owner:
+                return  # another connection took the stream over
+            entry.owner = None
+            if entry.log.ended:
+                return
+            linger = self.grace > 0 and not self._closed and entry.key in self._entries
+            if linger:
+                timer = threading.Timer(self.grace, self._abandon, (entry,))
+                timer.name = f"helixstream-sse-grace-{entry.key}"
+                timer.daemon = True
+                entry.timer = timer
+                timer.start()
+        if not linger:
+            self._stop(entry)
+
+    def _abandon(self, entry: _Entry) -> None:
+        """The grace period of a detached stream ran out."""
+        with self._lock:
+            if entry.owner is not None or entry.timer is None:
+                return  # resumed in the meantime
+            entry.timer = None
+        self._stop(entry)
+
+    def _stop(self, entry: _Entry) -> None:
+        timer = entry.timer
+        if timer is not None:
+            timer.cancel()
+            entry.timer = None
+        entry.feed.cancel()
+        with entry.pull_lock:
+            entry.feed.end_cancelled()
+
+    def _sweep_locked(self) -> None:
+        if not self._entries:
+            return
+        now = self._clock()
+        expired = [
+            key
+            for key, entry in self._entries.items()
+            if entry.log.ended_at is not None and now - entry.log.ended_at >= self.ttl
+        ]
+        for key in expired:
+            del self._entries[key]
+
+
+# --- the producer: a ChunkStream turned into events --------------------------------------
+class _Feed:
+    """Turns the chunks of a :class:`ChunkStream` into encoded events.
+
+    One reader at a time calls :meth:`pull` (the body, or with a registry whoever holds
+    the entry's ``pull_lock``); :meth:`cancel` may be called from any thread.
+    """
+
+    def __init__(
+        self,
+        stream: ChunkStream,
+        *,
+        event: Optional[str],
+        progress: bool,
+        estimated_tokens: int,
+        expose_errors: bool,
+    ) -> None:
+        self.stream = stream
+        self.event = event
+        self.progress = progress
+        self.estimated_tokens = estimated_tokens
+        self.expose_errors = expose_errors
+        self.log: Optional[EventLog] = None
+        self.prefix = ""
+        self.seq = 0
+        self.tokens = 0
+        self.ended = False
+        self.outcome: Optional[str] = None  # "done", "error" or "cancelled"
+        self._cancelled = False
+
+    def attach_log(self, log: EventLog, prefix: str) -> None:
+        self.log = log
+        self.prefix = prefix
+
+    def _emit(self, out: List[bytes], event: Optional[str], data: str) -> None:
+        self.seq += 1
+        encoded = format_sse_event(event, data, self.prefix + str(self.seq)).encode("utf-8")
+        if self.log is not None:
+            self.log.append(self.seq, encoded)
+        out.append(encoded)
+
+    def _end(self, outcome: str) -> None:
+        self.ended = True
+        self.outcome = outcome
+        if self.log is not None:
+            self.log.end()
+
+    def pull(self, timeout: Optional[float]) -> Optional[List[bytes]]:
+        """The events of the next content chunk, or of the end of the stream.
+
+        Returns None when no chunk came within ``timeout`` seconds (None: wait as long
+        as it takes), and ``[]`` once the stream has ended.
+        """
+        if self.ended:
+            return []
+        stream = self.stream
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                if deadline is None:
+                    chunk: Optional[StreamChunk] = next(stream)
+                else:
+                    chunk = stream.next_within(max(0.0, deadline - time.monotonic()))
+                    if chunk is None:
+                        return None
+            except StopIteration:
+                if self._cancelled or stream.cancelled:
+                    return self.end_cancelled()
+                out: List[bytes] = []
+                self._emit(out, "done", DONE_DATA)
+                self._end("done")
+                return out
+            except Exception as exc:  # noqa: BLE001 - the stream failed: tell the client
+                return self._fail(exc)
+            assert chunk is not None
+            text = chunk.content
+            if chunk.tokens is not None:
+                self.tokens += chunk.tokens
+            elif text:
+                self.tokens += estimate_tokens(text)
+            if not text:
+                continue  # a chunk with no text (usage, metadata): no event
+            out = []
+            try:
+                self._emit(out, self.event, text)
+                if self.progress:
+                    self._emit(out, "progress", _progress_data(self.tokens, self.estimated_tokens))
+            except ValueError as exc:  # text that cannot be encoded (a lone surrogate)
+                stream.close()
+                return self._fail(exc, out)
+            return out
+
+    def _fail(self, exc: BaseException, out: Optional[List[bytes]] = None) -> List[bytes]:
+        out = out if out is not None else []
+        self._emit(out, "error", _error_data(exc, _new_error_id(), self.expose_errors))
+        self._end("error")
+        return out
+
+    def cancel(self) -> None:
+        """Close the stream (any thread); the next :meth:`pull` reports the cancellation."""
+        self._cancelled = True
+        self.stream.close()
+
+    def end_cancelled(self) -> List[bytes]:
+        """End with a ``cancelled`` error event (when not ended yet)."""
+        if self.ended:
+            return []
+        out: List[bytes] = []
+        self._emit(out, "error", _notice("cancelled", "The stream was stopped before its end."))
+        self._end("cancelled")
+        return out
+
+
+# --- the WSGI body -----------------------------------------------------------------------
+class SSEBody:
+    """The response body of an event stream: an iterator of ``bytes`` with ``close()``.
+
+    Return it from a WSGI app (with :data:`SSE_HEADERS`); the server iterates it and
+    calls :meth:`close` when the response ends, however it ends. Made by
+    :func:`sse_stream`.
+    """
+
+    def __init__(
+        self,
+        feed: Optional[_Feed],
+        keepalive: Optional[float],
+        opening: bytes,
+        pending: Iterable[bytes] = (),
+    ) -> None:
+        self._feed = feed
+        self._keepalive = keepalive
+        self._pending: Deque[bytes] = collections.deque([opening, *pending])
+        self._entry: Optional[_Entry] = None
+        self._registry: Optional[SSEReplay] = None
+        self._token = object()
+        self._cursor = 0
+        self._closed = False
+        self._finalizer: Optional[Any] = None
+
+    def _attach(self, registry: SSEReplay, entry: _Entry, cursor: int) -> None:
+        self._registry = registry
+        self._entry = entry
+        self._cursor = cursor
+        self._finalizer = weakref.finalize(self, registry._detach, entry, self._token)
+
+    # --- public ------------------------------------------------------------------------
+    @property
+    def stream(self) -> Optional[ChunkStream]:
+        """The :class:`ChunkStream` behind this body (None for an error-only body)."""
+        return None if self._feed is None else self._feed.stream
+
+    @property
+    def stream_id(self) -> Optional[str]:
+        """The key of this stream in its :class:`SSEReplay` registry, if any."""
+        return None if self._entry is None else self._entry.key
+
+    @property
+    def outcome(self) -> Optional[str]:
+        """How the stream ended: ``"done"``, ``"error"``, ``"cancelled"``, or None."""
+        return None if self._feed is None else self._feed.outcome
+
+    @property
+    def closed(self) -> bool:
+        """True once the body was closed or sent its last bytes."""
+        return self._closed
+
+    def __iter__(self) -> "SSEBody":
+        return self
+
+    def __next__(self) -> bytes:
+        if self._pending:
+            return self._pending.popleft()
+        if self._closed or self._feed is None:
+            self._closed = True
+            raise StopIteration
+        data = self._next_live() if self._entry is None else self._next_logged()
+        if data is None:
+            self._closed = True
+            raise StopIteration
+        return data
+
+    def close(self) -> None:
+        """End the response: close the stream and its source (or, with a registry whose
+        ``grace`` is not 0, leave the stream open that long for the client to resume).
+
+        Safe to call more than once, from any thread.
+        """
+        self._closed = True
+        self._pending.clear()
+        if self._finalizer is not None:
+            self._finalizer()  # detaches from the registry, once
+        elif self._feed is not None and not self._feed.ended:
+            self._feed.cancel()
+
+    def __enter__(self) -> "SSEBody":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- internals ---------------------------------------------------------------------
+    def _next_live(self) -> Optional[bytes]:
+        feed = self._feed
+        assert feed is not None
+        events = feed.pull(self._keepalive)
+        if events is None:
+            return _KEEPALIVE
+        return b"".join(events) if events else None
+
+    def _next_logged(self) -> Optional[bytes]:
+        entry = self._entry
+        feed = self._feed
+        assert entry is not None and feed is not None
+        keepalive = self._keepalive
+        while True:
+            try:
+                events = entry.log.after(self._cursor)
+            except _ResumeError as exc:  # overtaken by a full log
+                return format_sse_event("error", _notice(exc.code, exc.message)).encode("utf-8")
+            if events:
+                self._cursor = events[-1][0]
+                return b"".join(data for _, data in events)
+            if entry.log.ended or entry.owner is not self._token:
+                return None  # the end, or another connection took the stream over
+            if keepalive is None:
+                entry.pull_lock.acquire()
+            elif not entry.pull_lock.acquire(timeout=keepalive):
+                return _KEEPALIVE
+            try:
+                if entry.log.last_seq > self._cursor:
+                    continue  # another body pulled while we waited
+                got = feed.pull(keepalive)
+            finally:
+                entry.pull_lock.release()
+            if got is None:
+                return _KEEPALIVE
+
+
+def _close_quietly(obj: Any) -> None:
+    close = getattr(obj, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception:  # noqa: BLE001 - discarding an unused source
+            pass
+
+
+def _is_factory(chunks: Any) -> bool:
+    return callable(chunks) and not hasattr(chunks, "__iter__") and not hasattr(chunks, "__next__")
+
+
+def sse_stream(
+    chunks: Union[Iterable[Any], Callable[[], Iterable[Any]]],
+    *,
+    keepalive: Optional[float] = 15.0,
+    progress: bool = False,
+    estimated_tokens: int = 0,
+    last_event_id: Optional[str] = None,
+    replay: Optional[SSEReplay] = None,
+    event: Optional[str] = None,
+    retry: Optional[int] = None,
+    expose_errors: bool = False,
+    stop: Optional[threading.Event] = None,
+) -> SSEBody:
+    """An event stream of ``chunks``, as the body of a WSGI response.
+
+    Args:
+        chunks: a :class:`ChunkStream` (the output of any helixstream stream), any
+            iterable of ``str``, UTF-8 ``bytes`` or :class:`StreamChunk` (run through
+            the stream engine, so it can be closed and waited on), or a callable
+            returning one (called only when a new stream starts, not on a resume).
+        keepalive: seconds of source silence after which a ``: keep-alive`` comment is
+            sent; None sends none.
+        progress: send a ``progress`` event (``{"received":N,"total":M}``, tokens)
+            after each content event.
+        estimated_tokens: the expected length of the answer, the ``total`` of progress
+            events (0: unknown, sent as null).
+        last_event_id: the request's ``Last-Event-ID`` header: resume (see ``replay``).
+        replay: the :class:`SSEReplay` registry that keeps this endpoint's streams for
+            resuming; None keeps nothing (a ``last_event_id`` then gets an error event).
+        event: the event type of content events (None: ``message``).
+        retry: the browser's reconnection delay (milliseconds), sent first.
+        expose_errors: put the exception's type and text in the ``error`` event
+            (default: a generic message and an error id, the exception being logged).
+        stop: a ``threading.Event`` that stops the stream when set.
+
+    Returns:
+        An :class:`SSEBody`: iterate it for bytes; ``close()`` stops the stream.
+
+    Raises:
+        ValueError: an invalid option (``event``, ``retry``, ``keepalive``, ...).
+    """
+    _check_event_name(event)
+    _check_retry(retry)
+    if keepalive is not None:
+        keepalive = _check_seconds("keepalive", keepalive, allow_zero=False)
+    if isinstance(estimated_tokens, bool) or not isinstance(estimated_tokens, int) or estimated_tokens < 0:
+        raise ValueError(f"'estimated_tokens' must be an int >= 0 (got {estimated_tokens!r})")
+    if replay is not None and not isinstance(replay, SSEReplay):
+        raise TypeError(f"replay must be an SSEReplay, not {type(replay).__name__}")
+    opening = _OPENING if retry is None else f"retry: {retry}\n".encode("ascii") + _OPENING
+
+    if last_event_id:
+        if not _is_factory(chunks):
+            _close_quietly(chunks)
+        return _resume(str(last_event_id), replay, keepalive, opening)
+
+    source: Any = chunks() if _is_factory(chunks) else chunks  # type: ignore[operator]
+    if isinstance(source, ChunkStream) and stop is None:
+        stream = source
+    else:
+        stream = ChunkAggregator().aggregate_chunks(source, stop=stop)[0]
+    feed = _Feed(
+        stream,
+        event=event or None,
+        progress=progress,
+        estimated_tokens=estimated_tokens,
+        expose_errors=expose_errors,
+    )
+    body = SSEBody(feed, keepalive, opening)
+    if replay is not None:
+        try:
+            entry = replay._register(feed, body._token)
+        except BaseException:
+            stream.close()
+            raise
+        body._attach(replay, entry, 0)
+    return body
+
+
+def _resume(
+    last_event_id: str, replay: Optional[SSEReplay], keepalive: Optional[float], opening: bytes
+) -> SSEBody:
+    try:
+        if replay is None:
+            raise _ResumeError(
+                _UNKNOWN, "Cannot resume: this server keeps no events for this stream."
+            )
+        body = SSEBody(None, keepalive, opening)
+        entry, seq = replay._attach(last_event_id, body._token)
+    except _ResumeError as exc:
+        error = format_sse_event("error", _notice(exc.code, exc.message)).encode("utf-8")
+        return SSEBody(None, keepalive, opening, [error])
+    body._feed = entry.feed
+    body._attach(replay, entry, seq)
+    return body
+
+
+def stream_chunks_to_sse(
+    out: _Writable,
+    chunks: Union[Iterable[Any], Callable[[], Iterable[Any]]],
+    stop: Optional[threading.Event] = None,
+    **options: Any,
+) -> bool:
+    """Write the event stream of ``chunks`` to ``out`` (push style, for non-WSGI servers).
+
+    Each piece of :func:`sse_stream` is written whole and flushed. Writing ends at the
+    end of the stream, when ``stop`` is set, or when ``out`` fails with a
+    ``ConnectionError`` (the client left); the stream and its source are closed in
+    every case.
+
+    Args:
+        out: a binary writable (``write``, optional ``flush``).
+        chunks: as for :func:`sse_stream`.
+        stop: a ``threading.Event`` that stops the stream.
+        **options: more :func:`sse_stream` options (``keepalive``, ``progress``...).
+
+    Returns:
+        True when the stream's last event (``done`` or ``error``) was written, False
+        when it was stopped or the client left.
+    """
+    writer = SSEWriter(out)
+    body = sse_stream(chunks, stop=stop, **options)
+    try:
+        for data in body:
+            writer.write_raw(data)
+    except ConnectionError:
+        return False
+    finally:
+        body.close()
+    return body.outcome in ("done", "error")
+
