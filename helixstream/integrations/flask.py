@@ -1,0 +1,68 @@
+"""Server-Sent Events from Flask views.
+
+::
+
+    from helixstream import SSEReplay
+    from helixstream.integrations.flask import sse_response
+
+    replay = SSEReplay()          # one per endpoint: lets clients resume after a drop
+
+    @app.get("/answer")
+    def answer():
+        return sse_response(lambda: llm_stream(prompt), progress=True, replay=replay)
+
+The response streams as the model writes; when the client goes away, the WSGI server
+closes the response, which stops the stream's threads and closes the LLM stream.
+
+Response compression must be off for this route (Flask-Compress, a gzip middleware, a
+proxy's gzip): a compressor holds events back until it has a block's worth of data.
+Flask itself does not compress.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Union
+
+from .._sse import SSE_HEADERS, sse_stream
+from . import extra_headers, require
+
+if TYPE_CHECKING:  # pragma: no cover
+    import flask
+
+__all__ = ["sse_response"]
+
+
+def sse_response(
+    chunks: Union[Iterable[Any], Callable[[], Iterable[Any]]],
+    *,
+    status: int = 200,
+    headers: Optional[Mapping[str, str]] = None,
+    **options: Any,
+) -> "flask.Response":
+    """A Flask response streaming ``chunks`` as Server-Sent Events.
+
+    Args:
+        chunks: as for :func:`helixstream.sse_stream` (a callable is called only when
+            a new stream starts, not when a client resumes).
+        status: the HTTP status.
+        headers: more response headers (hop-by-hop headers are refused).
+        **options: :func:`helixstream.sse_stream` options (``keepalive``, ``progress``,
+            ``estimated_tokens``, ``replay``...). ``last_event_id`` defaults to the
+            request's ``Last-Event-ID`` header.
+
+    Returns:
+        A ``flask.Response`` with :data:`helixstream.SSE_HEADERS`, streaming.
+
+    Raises:
+        ImportError: Flask is not installed (``pip install 'helixstream[flask]'``).
+        ValueError: a hop-by-hop header in ``headers``, or a bad option.
+    """
+    framework = require("flask", "flask")
+    extra = extra_headers(headers)
+    if "last_event_id" not in options and framework.has_request_context():
+        options["last_event_id"] = framework.request.headers.get("Last-Event-ID")
+    body = sse_stream(chunks, **options)
+    response: "flask.Response" = framework.Response(
+        body, status=status, headers=[*SSE_HEADERS, *extra], direct_passthrough=True
+    )
+    return response
+
