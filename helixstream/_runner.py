@@ -8,6 +8,9 @@ Stages know nothing about threads. A stage is a callable object::
 and may also have ``abort(error)`` (the stream failed with ``error``, or was cancelled
 when ``error`` is None), and, for stages that must act on a timer, ``time_left()``
 (seconds until ``tick()`` must be called, or None) and ``tick() -> list of items``.
+A stage that blocks (the rate limiter) may have ``bind(stop)``: it is called once,
+before the stream's threads start, with the stream's internal stop event (set when the
+stream is cancelled), and the stage waits on that event so a cancel ends its wait.
 
 This module owns everything else. A stream runs its source and its stages in one
 worker thread, which hands results to the reader through a bounded queue. When a stage
@@ -168,6 +171,7 @@ class _Core:
         self._live = 0
         self._in_source = False
         self._source_closed = False
+        self._iterator_closed = False
         self._unwatch: Callable[[], None] = _noop
         timed = [s for s in self.stages if callable(getattr(s, "time_left", None))]
         self.timed = timed
@@ -177,6 +181,10 @@ class _Core:
             self._spawn(self._run_stages, self._stage_names())
         else:
             self._spawn(self._run_inline, "source+" + self._stage_names())
+        for stage in self.stages:
+            bind = getattr(stage, "bind", None)
+            if bind is not None:
+                bind(self.stop)
         self._unwatch = on_set(stop, self.cancel)
         for t in self.threads:
             t.start()
@@ -220,21 +228,28 @@ class _Core:
         self.out.close()
         if self.mid is not None:
             self.mid.close()
-        if in_source and not inspect.isgenerator(self.iterator):
+        if in_source:
             # Closing a network response from here is what unblocks a read in progress
             # (and stops the upstream request). A generator can only be closed by the
             # thread running it: the worker does that as soon as it gets control back.
-            self._close_source()
+            self._close_source(outside=True)
 
-    def _close_source(self) -> None:
+    def _close_source(self, outside: bool = False) -> None:
+        """Close the source object and, if it is another object, its iterator.
+
+        From another thread (``outside``), generators are left to the worker.
+        """
+        targets = []
         with self._lock:
-            if self._source_closed:
-                return
-            self._source_closed = True
-        it = self.iterator
-        _close_quietly(self.source)
-        if it is not None and it is not self.source:
-            _close_quietly(it)
+            for attr, obj in (("_source_closed", self.source), ("_iterator_closed", self.iterator)):
+                if obj is None or getattr(self, attr) or (outside and inspect.isgenerator(obj)):
+                    continue
+                if attr == "_iterator_closed" and obj is self.source:
+                    continue
+                setattr(self, attr, True)
+                targets.append(obj)
+        for obj in targets:
+            _close_quietly(obj)
 
     def join(self, timeout: Optional[float]) -> bool:
         """Wait for the worker threads to end; True when they all have."""
@@ -464,8 +479,8 @@ class _Core:
         self._close_source_from_outside()
 
     def _close_source_from_outside(self) -> None:
-        if self._in_source and not inspect.isgenerator(self.iterator):
-            self._close_source()
+        if self._in_source:
+            self._close_source(outside=True)
 
 
 def _noop() -> None:

@@ -491,3 +491,41 @@ def test_open_streams_do_not_keep_the_interpreter_alive(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "first"
     assert "Traceback" not in done.stderr
+
+
+class SDKStyleSource:
+    """Like an SDK stream object: ``__iter__`` is a generator over a blocking response,
+    and ``close()`` on the object closes the response."""
+
+    def __init__(self, response: BlockingSource) -> None:
+        self.response = response
+        self.iterations_closed = threading.Event()
+
+    def __iter__(self) -> Any:
+        try:
+            for item in self.response:
+                yield item.upper()
+        finally:
+            self.iterations_closed.set()
+
+    def close(self) -> None:
+        self.response.close()
+
+
+def test_stopping_closes_an_sdk_style_source_while_its_generator_is_blocked(thread_baseline):
+    response = BlockingSource(["hello "])
+    source = SDKStyleSource(response)
+    stop = threading.Event()
+    output, get_result = hs.EnhancedStreamer().stream_buffered(source, "word", stop=stop)
+    assert next(output).content == "HELLO "
+    assert response.waiting.wait(5)  # the generator is blocked reading the response
+    stop.set()
+    assert response.closed.wait(5)  # closed from the stopping thread, at once
+    assert list(output) == []
+    for t in output.threads():
+        t.join(5)
+        assert not t.is_alive()
+    assert source.iterations_closed.is_set()  # the worker closed the generator too
+    result = get_result()
+    assert result.cancelled and result.error is None
+    thread_baseline()
