@@ -27,6 +27,7 @@ from ._progress import (
     throttled_callback,
 )
 from ._runner import ChunkStream
+from ._simulate import SimulatedLLM
 from ._stages import BufferStage
 from ._streamer import EnhancedStreamer, StreamConfig
 from ._tokens import TokenCounter, estimate_tokens
@@ -51,6 +52,7 @@ __all__ = [
     "ProgressStage",
     "ProgressTracker",
     "SentenceBuffer",
+    "SimulatedLLM",
     "StreamAggregator",
     "StreamChunk",
     "StreamClosedError",
