@@ -860,15 +860,18 @@ class SSEBody:
         assert entry is not None and feed is not None
         keepalive = self._keepalive
         while True:
+            if entry.owner is not self._token:
+                return None  # another connection took the stream over
             try:
                 events = entry.log.after(self._cursor)
             except _ResumeError as exc:  # overtaken by a full log
+                self._closed = True  # this error event is the last
                 return format_sse_event("error", _notice(exc.code, exc.message)).encode("utf-8")
             if events:
                 self._cursor = events[-1][0]
                 return b"".join(data for _, data in events)
-            if entry.log.ended or entry.owner is not self._token:
-                return None  # the end, or another connection took the stream over
+            if entry.log.ended:
+                return None
             if keepalive is None:
                 entry.pull_lock.acquire()
             elif not entry.pull_lock.acquire(timeout=keepalive):
