@@ -1,0 +1,327 @@
+"""sse_stream behind real WSGI servers on 127.0.0.1, read by real SSE clients.
+
+Servers: waitress (a plain WSGI app), Werkzeug's development server under a Flask app,
+and Django's WSGI handler under waitress. Clients: httpx + httpx-sse, and sseclient-py
+over ``http.client``. A client that reads a few events and hangs up must make the
+server close the body, which closes the stream: the test waits (with a timeout) for the
+source's ``close()`` and joins the stream's threads.
+"""
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import threading
+import types
+import wsgiref.validate
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from urllib.parse import urlsplit
+
+import pytest
+
+from helixstream._sse import SSE_HEADERS, SSEBody, SSEReplay, sse_stream
+
+from .conftest import helix_threads, wait_for
+from .sources import BlockingSource
+from .test_sse_encoding import Dispatched, browser_events
+
+httpx = pytest.importorskip("httpx")
+httpx_sse = pytest.importorskip("httpx_sse")
+sseclient = pytest.importorskip("sseclient")
+
+HOP_BY_HOP = {
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
+    "trailers", "transfer-encoding", "upgrade",
+}
+
+TRICKY = ["Hello", " world", "\n", "  indented", "line\r\nbreak", "é 😀", "a\u2028b", ": colon"]
+
+
+class PacedSource:
+    """A stand-in LLM stream: a token every ``interval`` s, then (``limit``) silence.
+
+    Not a generator: like an HTTP response, it can be closed from another thread while
+    a read is blocked, and ``close()`` is recorded in ``closed``.
+    """
+
+    def __init__(self, interval: float = 0.01, limit: Optional[int] = None) -> None:
+        self.interval = interval
+        self.limit = limit
+        self.sent = 0
+        self.closed = threading.Event()
+
+    def __iter__(self) -> "PacedSource":
+        return self
+
+    def __next__(self) -> str:
+        if self.limit is not None and self.sent >= self.limit:
+            self.closed.wait()  # silent until closed: only keep-alives go out
+            raise StopIteration
+        if self.closed.wait(self.interval):
+            raise StopIteration
+        self.sent += 1
+        return f"tok{self.sent} "
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+# --- servers -------------------------------------------------------------------------------
+@contextlib.contextmanager
+def serve(app: Callable[..., Any], server: str) -> Iterator[str]:
+    """Run ``app`` on 127.0.0.1 (a free port) in ``server``; yield the base URL."""
+    if server == "waitress":
+        import waitress
+
+        srv = waitress.create_server(app, host="127.0.0.1", port=0, threads=4)
+        thread = threading.Thread(target=srv.run, name="test-waitress", daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{srv.effective_port}"
+        finally:
+            srv.trigger.pull_trigger(srv.close)  # closed by its own loop: no select timeout
+            thread.join(5)
+            srv.task_dispatcher.shutdown(timeout=5)
+    elif server == "werkzeug":
+        from werkzeug.serving import WSGIRequestHandler, make_server
+
+        class Quiet(WSGIRequestHandler):
+            def log(self, *args: Any) -> None:
+                pass
+
+        srv = make_server("127.0.0.1", 0, app, threaded=True, request_handler=Quiet)
+        thread = threading.Thread(
+            target=srv.serve_forever, kwargs={"poll_interval": 0.05}, name="test-werkzeug"
+        )
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{srv.server_port}"
+        finally:
+            srv.shutdown()
+            srv.server_close()
+            thread.join(5)
+    else:  # pragma: no cover
+        raise ValueError(server)
+    assert not thread.is_alive()
+
+
+class Recorder:
+    """A WSGI middleware that records the headers each response started with."""
+
+    def __init__(self, app: Callable[..., Any]) -> None:
+        self.app = app
+        self.headers: List[List[Tuple[str, str]]] = []
+
+    def __call__(self, environ: Dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        def recording(status: str, headers: List[Tuple[str, str]], exc_info: Any = None) -> Any:
+            self.headers.append(list(headers))
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, recording)
+
+
+def plain_app(make_source: Callable[[], Any], bodies: List[SSEBody], **options: Any) -> Recorder:
+    """A WSGI app of sse_stream and SSE_HEADERS alone, checked by wsgiref's validator."""
+
+    def app(environ: Dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        body = sse_stream(
+            make_source, last_event_id=environ.get("HTTP_LAST_EVENT_ID"), **options
+        )
+        bodies.append(body)
+        start_response("200 OK", list(SSE_HEADERS))
+        return body
+
+    return Recorder(wsgiref.validate.validator(app))
+
+
+def flask_app(make_source: Callable[[], Any], bodies: List[SSEBody], **options: Any) -> Recorder:
+    flask = pytest.importorskip("flask")
+    from helixstream.integrations.flask import sse_response
+
+    app = flask.Flask("sse_test")
+
+    @app.get("/stream")
+    def stream() -> Any:
+        response = sse_response(make_source, **options)
+        bodies.append(response.response)
+        return response
+
+    return Recorder(app)
+
+
+_django_views: Dict[str, Callable[..., Any]] = {}
+
+
+def django_app(make_source: Callable[[], Any], bodies: List[SSEBody], **options: Any) -> Recorder:
+    pytest.importorskip("django")
+    import django
+    from django.conf import settings
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.urls import path
+
+    from helixstream.integrations.django import sse_response
+
+    def view(request: Any) -> Any:
+        # (Django keeps the body private: tests find its threads by name instead)
+        return sse_response(make_source, request=request, **options)
+
+    urls = types.ModuleType("sse_test_urls")
+    urls.urlpatterns = [path("stream", view)]  # type: ignore[attr-defined]
+    if not settings.configured:
+        settings.configure(
+            DEBUG=False,
+            SECRET_KEY="helixstream-tests",
+            ALLOWED_HOSTS=["127.0.0.1"],
+            ROOT_URLCONF=urls,
+            MIDDLEWARE=[],
+            INSTALLED_APPS=[],
+            USE_TZ=True,
+        )
+        django.setup()
+    settings.ROOT_URLCONF = urls  # each test its own views
+    from django.urls import clear_url_caches
+
+    clear_url_caches()
+    return Recorder(WSGIHandler())
+
+
+APPS = {"waitress": plain_app, "werkzeug": flask_app, "django": django_app}
+SERVER_OF = {"waitress": "waitress", "werkzeug": "werkzeug", "django": "waitress"}
+SETUPS = ["waitress", "werkzeug", "django"]
+
+
+@contextlib.contextmanager
+def running(setup: str, make_source: Callable[[], Any], **options: Any) -> Iterator[Tuple[str, List[SSEBody], Recorder]]:
+    bodies: List[SSEBody] = []
+    app = APPS[setup](make_source, bodies, **options)
+    with serve(app, SERVER_OF[setup]) as base:
+        yield base + "/stream", bodies, app
+
+
+# --- clients -------------------------------------------------------------------------------
+def read_httpx_sse(url: str, headers: Optional[Dict[str, str]] = None, limit: Optional[int] = None) -> Tuple[List[Dispatched], Any]:
+    """Events as httpx-sse dispatches them; hang up after ``limit`` message events."""
+    got: List[Dispatched] = []
+    with httpx.Client(timeout=10) as client:
+        with httpx_sse.connect_sse(client, "GET", url, headers=dict(headers or {})) as source:
+            response = source.response
+            for sse in source.iter_sse():
+                got.append(Dispatched(sse.event, sse.data, sse.id))
+                if limit is not None and sum(e.type == "message" for e in got) >= limit:
+                    break
+    return got, response
+
+
+def read_sseclient(url: str) -> List[Dispatched]:
+    """Events as sseclient-py dispatches them, over the standard library's http.client."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        conn.request("GET", parts.path, headers={"Accept": "text/event-stream"})
+        response = conn.getresponse()
+        client = sseclient.SSEClient(response)
+        return [Dispatched(e.event, e.data, e.id or "") for e in client.events()]
+    finally:
+        conn.close()
+
+
+def read_raw(url: str) -> bytes:
+    with httpx.Client(timeout=10) as client:
+        return client.get(url).content
+
+
+def _ids_increase(events: List[Dispatched]) -> bool:
+    ids = [int(e.last_event_id.rpartition(".")[2]) for e in events]
+    return ids == sorted(ids) and len(set(ids)) == len(ids)
+
+
+# --- tests ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("setup", SETUPS)
+def test_real_clients_and_the_browser_algorithm_agree_on_every_event(setup: str) -> None:
+    with running(setup, lambda: iter(TRICKY), progress=True, estimated_tokens=20) as (url, bodies, _):
+        via_httpx, response = read_httpx_sse(url)
+        via_sseclient = read_sseclient(url)
+        raw = read_raw(url)
+    browser = browser_events(raw)
+    assert via_httpx == browser
+    assert via_sseclient == browser
+    texts = [e.data for e in browser if e.type == "message"]
+    assert texts == [t.replace("\r\n", "\n") for t in TRICKY]
+    progress = [json.loads(e.data) for e in browser if e.type == "progress"]
+    assert len(progress) == len(TRICKY) and progress[-1]["total"] == 20
+    assert browser[-1] == Dispatched("done", "[DONE]", str(2 * len(TRICKY) + 1))
+    assert _ids_increase(browser)
+    assert all(b.outcome == "done" for b in bodies)
+
+
+@pytest.mark.parametrize("setup", SETUPS)
+def test_headers_are_the_event_stream_headers_and_never_hop_by_hop(setup: str) -> None:
+    with running(setup, lambda: ["x"]) as (url, _, app):
+        _, response = read_httpx_sse(url)
+    sent = app.headers[0]
+    names = {name.lower() for name, _ in sent}
+    assert not names & HOP_BY_HOP, sent
+    assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+    assert response.headers["cache-control"] == "no-cache"
+    assert response.headers["x-accel-buffering"] == "no"
+    assert "content-length" not in response.headers
+    assert "content-encoding" not in response.headers
+
+
+@pytest.mark.parametrize("mode", ["flowing", "silent"])
+@pytest.mark.parametrize("setup", SETUPS)
+def test_a_client_hang_up_closes_the_source_and_ends_the_stream_threads(
+    setup: str, mode: str, thread_baseline: Callable[[], None]
+) -> None:
+    """Flowing: the next event's write fails. Silent: the model pauses, so only the
+    keep-alive comments can reveal that the client left."""
+    source = PacedSource(limit=None if mode == "flowing" else 3)
+    before = set(helix_threads())
+    with running(setup, lambda: source, keepalive=0.05) as (url, bodies, _):
+        events, _ = read_httpx_sse(url, limit=3)
+        assert [e.data for e in events] == ["tok1 ", "tok2 ", "tok3 "]
+        assert source.closed.wait(5), "the source was not closed after the client left"
+        assert wait_for(lambda: not set(helix_threads()) - before, 5), helix_threads()
+        for body in bodies:  # the servers that let the test see the body
+            assert body.closed and body.stream.cancelled  # type: ignore[union-attr]
+            assert not any(t.is_alive() for t in body.stream.threads())  # type: ignore[union-attr]
+    thread_baseline()  # servers and streams gone: no thread left behind
+
+
+@pytest.mark.parametrize("setup", ["werkzeug", "waitress"])
+def test_a_reconnecting_client_resumes_with_last_event_id(setup: str) -> None:
+    source = BlockingSource(["one ", "two "])
+    replay = SSEReplay(grace=30)
+    try:
+        with running(setup, lambda: source, replay=replay, keepalive=0.05) as (url, bodies, _):
+            first, _ = read_httpx_sse(url, limit=2)
+            assert [e.data for e in first] == ["one ", "two "]
+            assert not source.closed.is_set()  # held for the client's return
+            source.feed("three ")
+            source.end()
+            resumed, _ = read_httpx_sse(url, headers={"Last-Event-ID": first[0].last_event_id})
+            assert [(e.type, e.data) for e in resumed] == [
+                ("message", "two "), ("message", "three "), ("done", "[DONE]")
+            ]
+            assert resumed[0] == first[1]
+            assert source.closed.wait(5)
+            again, _ = read_httpx_sse(url, headers={"Last-Event-ID": "not-a-stream.4"})
+            assert [e.type for e in again] == ["error"]
+            assert json.loads(again[0].data)["code"] == "unknown_event_id"
+    finally:
+        replay.close()
+
+
+@pytest.mark.parametrize("setup", SETUPS)
+def test_a_last_event_id_without_a_registry_is_an_error_not_a_restart(setup: str) -> None:
+    started: List[int] = []
+
+    def make_source() -> List[str]:
+        started.append(1)
+        return ["answer"]
+
+    with running(setup, make_source) as (url, _, _):
+        events, _ = read_httpx_sse(url, headers={"Last-Event-ID": "7"})
+    assert [e.type for e in events] == ["error"]
+    assert json.loads(events[0].data)["code"] == "unknown_event_id"
+    assert started == []
