@@ -5,14 +5,22 @@ The hierarchy::
     HelixStreamError
      ├── ConfigError (also a ValueError)      bad configuration value or file
      ├── StreamDecodeError (also a ValueError) invalid UTF-8 in a bytes source
-     └── StreamClosedError                     operation on a closed stream
+     ├── StreamClosedError                     operation on a closed stream (or Channel)
+     └── UpstreamError                         the LLM service reported an error in its
+                                               stream, or sent something that is not an event
 
 Errors that come from *your* source, stage or callback are never wrapped: they reach
 the reader of the stream as the very same exception object.
 """
 from __future__ import annotations
 
-__all__ = ["HelixStreamError", "ConfigError", "StreamDecodeError", "StreamClosedError"]
+__all__ = [
+    "HelixStreamError",
+    "ConfigError",
+    "StreamDecodeError",
+    "StreamClosedError",
+    "UpstreamError",
+]
 
 
 class HelixStreamError(Exception):
@@ -46,3 +54,25 @@ class StreamDecodeError(HelixStreamError, ValueError):
 
 class StreamClosedError(HelixStreamError):
     """The stream was already closed."""
+
+
+class UpstreamError(HelixStreamError):
+    """The LLM service reported an error, or its stream is not what it should be.
+
+    Raised by the sources in ``helixstream.sources``: for an ``{"error": ...}`` payload
+    or an ``error`` event in the stream, for event data that is not JSON, and for an HTTP
+    response whose status is an error.
+
+    Attributes:
+        payload: what the service sent: the parsed JSON payload when it was JSON, else
+            the text (None when there was nothing).
+        status: the HTTP status code when the error is an HTTP error status, else None.
+    """
+
+    def __init__(self, message: str, payload: object = None, status: "int | None" = None) -> None:
+        super().__init__(message)
+        self.payload = payload
+        self.status = status
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (type(self), (str(self), self.payload, self.status))

@@ -1,0 +1,988 @@
+"""Sources: LLM streams from SDKs, raw HTTP event streams and push-style producers.
+
+Each function here turns what an LLM client gives you into an iterable that any
+helixstream stream takes as its source::
+
+    from openai import OpenAI
+    import helixstream as hs
+    from helixstream.sources import from_openai
+
+    client = OpenAI()
+    stream = client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}],
+        stream=True, stream_options={"include_usage": True},
+    )
+    output, get_result = hs.EnhancedStreamer().stream_enhanced(from_openai(stream))
+    with output:
+        for chunk in output:
+            print(chunk.content, end="", flush=True)
+    print(get_result().total_tokens)   # the service's own count
+
+- :func:`from_openai`: the ``openai`` SDK's chat completion stream (also its legacy
+  completions and its Responses streams).
+- :func:`from_anthropic`: the ``anthropic`` SDK's message stream.
+- :func:`from_sse`: a raw OpenAI-compatible event stream read with ``requests`` or
+  ``httpx`` (Ollama, vLLM, llama.cpp, LM Studio, ...), without any SDK.
+- :class:`Channel`: a bounded, thread-safe pipe for producers that push text (a
+  LangChain callback handler, a transformers ``TextStreamer``, any thread).
+
+What they have in common:
+
+- The text arrives as ``str`` items. The service's token counts, when it sends them,
+  arrive last, as a chunk with no text and ``metadata["usage"]`` (a dict with
+  ``prompt_tokens``, ``completion_tokens`` and ``total_tokens``); the aggregation stage
+  then reports ``completion_tokens`` as ``total_tokens``, exactly. That chunk's
+  metadata also holds ``finish_reason`` (the service's own word: ``"stop"``,
+  ``"length"``, ``"end_turn"``, ...), ``model`` and ``id`` when the service sent them.
+  It is only sent when the stream reported usage or a finish reason.
+- The adapters are objects, not generators, with a ``close()`` that may be called from
+  any thread: closing the helixstream output calls it while the worker thread may be
+  blocked reading, and it closes the SDK stream or the HTTP response, which ends that
+  read and the request upstream. For an HTTP/1.1 connection of ``httpx`` (which both
+  SDKs use) or ``requests``, ``close()`` first shuts the socket down, so a read that is
+  waiting for a silent server returns at once instead of at the server's next byte.
+- helixstream imports no SDK: the adapters read the objects they are given by
+  attribute or key (``event.choices[0].delta.content`` or
+  ``event["choices"][0]["delta"]["content"]``), so plain dicts work too.
+- Blocking code only: an ``AsyncStream`` is refused with a ``TypeError``.
+
+Push-style producers write into a :class:`Channel` from their own thread, and the
+stream reads it::
+
+    channel = Channel()
+
+    def produce():                     # in another thread
+        for word in ["Hello ", "world."]:
+            channel.send(word)         # blocks while the channel is full
+
+    threading.Thread(target=channel.run, args=(produce,), daemon=True).start()
+    output, get_result = hs.EnhancedStreamer().stream_buffered(channel)
+
+``channel.run(func, ...)`` calls ``func`` and then closes the channel (or fails it with
+the exception ``func`` raised); when the reader stops the stream, the next ``send``
+raises :class:`~helixstream.StreamClosedError`, which ``run`` takes as the signal to
+stop. The LangChain recipe: a callback handler whose ``on_llm_new_token`` sends the
+token, with ``raise_error = True`` so that this error stops the model run::
+
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    class ToChannel(BaseCallbackHandler):
+        raise_error = True
+
+        def __init__(self, channel):
+            self.channel = channel
+
+        def on_llm_new_token(self, token, **kwargs):
+            self.channel.send(token)
+
+    channel = Channel()
+    config = {"callbacks": [ToChannel(channel)]}
+    threading.Thread(target=channel.run, args=(llm.invoke, question),
+                     kwargs={"config": config}, daemon=True).start()
+
+The transformers recipe: a ``TextStreamer`` whose ``on_finalized_text`` sends the text,
+and ``model.generate`` run by ``channel.run`` in a thread::
+
+    from transformers import TextStreamer
+
+    class ChannelStreamer(TextStreamer):
+        def __init__(self, tokenizer, channel, **decode_kwargs):
+            super().__init__(tokenizer, skip_prompt=True, **decode_kwargs)
+            self.channel = channel
+
+        def on_finalized_text(self, text, stream_end=False):
+            if text:
+                self.channel.send(text)
+
+    channel = Channel()
+    streamer = ChannelStreamer(tokenizer, channel, skip_special_tokens=True)
+    threading.Thread(target=channel.run, args=(model.generate,),
+                     kwargs=dict(**inputs, streamer=streamer, max_new_tokens=200),
+                     daemon=True).start()
+
+``docs/sources.md`` has these recipes in full, with OpenAI, Anthropic, ``requests``,
+``httpx``, Ollama, vLLM and llama.cpp.
+"""
+from __future__ import annotations
+
+import codecs
+import collections
+import inspect
+import json
+import re
+import socket
+import threading
+from typing import (
+    Any,
+    Callable,
+    Deque,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Tuple,
+    Union,
+)
+
+from ._chunk import StreamChunk
+from ._errors import StreamClosedError, UpstreamError
+
+__all__ = [
+    "from_openai",
+    "from_anthropic",
+    "from_sse",
+    "Channel",
+    "SDKSource",
+    "SSESource",
+    "UpstreamError",
+]
+
+#: What the sources yield: text, and ``StreamChunk`` objects for metadata.
+SourceItem = Union[str, StreamChunk]
+
+
+# --- reading SDK objects and dicts alike ------------------------------------------------
+def _get(obj: Any, name: str) -> Any:
+    """``obj.name`` or ``obj[name]``; None when it has neither."""
+    if obj is None:
+        return None
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    try:
+        return getattr(obj, name, None)
+    except Exception:  # noqa: BLE001 - a property that fails is as good as absent
+        return None
+
+
+def _int(value: Any) -> Optional[int]:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _error_message(error: Any) -> str:
+    """A readable message from an error payload (a dict, an SDK object or a string)."""
+    message = _get(error, "message") if not isinstance(error, str) else error
+    if not isinstance(message, str) or not message:
+        try:
+            message = json.dumps(error, default=str)
+        except (TypeError, ValueError):
+            message = repr(error)
+    kind = _get(error, "type") if not isinstance(error, str) else None
+    code = _get(error, "code") if not isinstance(error, str) else None
+    label = kind if isinstance(kind, str) else code if isinstance(code, (str, int)) else None
+    return f"{message} ({label})" if label is not None and str(label) not in message else message
+
+
+def _plain(obj: Any) -> Any:
+    """An SDK object (pydantic) as plain data for ``UpstreamError.payload``."""
+    dump = getattr(obj, "model_dump", None)
+    if callable(dump):
+        try:
+            return dump()
+        except Exception:  # noqa: BLE001 - keep the object itself
+            return obj
+    return obj
+
+
+class _Events:
+    """Turns the events of an LLM stream into text and a final metadata chunk.
+
+    It understands, by their shape, OpenAI chat completion chunks (and legacy
+    completion chunks), OpenAI Responses events, Anthropic Messages events and
+    llama.cpp's native ``/completion`` events, given as SDK objects or dicts.
+    """
+
+    __slots__ = ("meta", "prompt", "completion", "total", "cache")
+
+    def __init__(self) -> None:
+        self.meta: Dict[str, Any] = {}
+        self.prompt: Optional[int] = None
+        self.completion: Optional[int] = None
+        self.total: Optional[int] = None
+        self.cache = 0  # Anthropic: cached input tokens, not counted in input_tokens
+
+    def feed(self, event: Any) -> List[str]:
+        """The text of one event (``[]`` when it has none); raises ``UpstreamError``."""
+        if isinstance(event, (str, bytes, bytearray)):
+            raise TypeError(
+                f"expected an event object or dict, got {type(event).__name__}: "
+                "use from_sse() for a raw event stream"
+            )
+        kind = _get(event, "type")
+        if isinstance(kind, str):
+            if kind.startswith("response."):
+                return self._responses(kind, event)
+            if kind.startswith(("message_", "content_block_")) or kind in ("ping", "error"):
+                return self._anthropic(kind, event)
+        error = _get(event, "error")
+        if error is not None:
+            raise UpstreamError(f"the LLM service reported an error: {_error_message(error)}", _plain(event))
+        choices = _get(event, "choices")
+        if choices is not None or _get(event, "usage") is not None:
+            return self._chat(event, choices)
+        content = _get(event, "content")
+        if isinstance(content, str):  # llama.cpp's native /completion stream
+            return self._llamacpp(event, content)
+        return []
+
+    # OpenAI chat completions (and legacy completions) -------------------------------
+    def _chat(self, event: Any, choices: Any) -> List[str]:
+        out: List[str] = []
+        for choice in choices or ():
+            index = _get(choice, "index")
+            if index not in (None, 0):
+                continue  # n > 1: the first choice only
+            delta = _get(choice, "delta")
+            text = _get(delta, "content") if delta is not None else _get(choice, "text")
+            if isinstance(text, str) and text:
+                out.append(text)
+            finish = _get(choice, "finish_reason")
+            if isinstance(finish, str) and finish:
+                self.meta["finish_reason"] = finish
+        self._ids(event)
+        usage = _get(event, "usage")
+        if usage is not None:
+            self._usage(
+                _int(_get(usage, "prompt_tokens")),
+                _int(_get(usage, "completion_tokens")),
+                _int(_get(usage, "total_tokens")),
+            )
+        return out
+
+    def _ids(self, obj: Any) -> None:
+        for key in ("model", "id"):
+            value = _get(obj, key)
+            if isinstance(value, str) and value:
+                self.meta[key] = value
+
+    def _usage(self, prompt: Optional[int], completion: Optional[int], total: Optional[int] = None) -> None:
+        if prompt is not None:
+            self.prompt = prompt
+        if completion is not None:
+            self.completion = completion
+        if total is not None:
+            self.total = total
+
+    # OpenAI Responses -------------------------------------------------------------
+    def _responses(self, kind: str, event: Any) -> List[str]:
+        if kind == "response.output_text.delta":
+            text = _get(event, "delta")
+            return [text] if isinstance(text, str) and text else []
+        if kind in ("response.completed", "response.incomplete", "response.failed", "response.created"):
+            response = _get(event, "response")
+            self._ids(response)
+            if kind == "response.failed":
+                error = _get(response, "error")
+                raise UpstreamError(
+                    f"the LLM service reported an error: {_error_message(error or 'response failed')}",
+                    _plain(event),
+                )
+            if kind != "response.created":
+                reason = _get(_get(response, "incomplete_details"), "reason")
+                status = _get(response, "status")
+                finish = reason if isinstance(reason, str) else status
+                if isinstance(finish, str):
+                    self.meta["finish_reason"] = finish
+            usage = _get(response, "usage")
+            if usage is not None:
+                self._usage(
+                    _int(_get(usage, "input_tokens")),
+                    _int(_get(usage, "output_tokens")),
+                    _int(_get(usage, "total_tokens")),
+                )
+        elif kind == "response.error":
+            raise UpstreamError(f"the LLM service reported an error: {_error_message(event)}", _plain(event))
+        return []
+
+    # Anthropic Messages -----------------------------------------------------------
+    def _anthropic(self, kind: str, event: Any) -> List[str]:
+        if kind == "content_block_delta":
+            delta = _get(event, "delta")
+            if _get(delta, "type") == "text_delta":
+                text = _get(delta, "text")
+                return [text] if isinstance(text, str) and text else []
+            return []
+        if kind == "message_start":
+            message = _get(event, "message")
+            self._ids(message)
+            self._anthropic_usage(_get(message, "usage"))
+        elif kind == "message_delta":
+            reason = _get(_get(event, "delta"), "stop_reason")
+            if isinstance(reason, str):
+                self.meta["finish_reason"] = reason
+            self._anthropic_usage(_get(event, "usage"))
+        elif kind == "error":
+            error = _get(event, "error")
+            raise UpstreamError(
+                f"the LLM service reported an error: {_error_message(error if error is not None else event)}",
+                _plain(event),
+            )
+        return []
+
+    def _anthropic_usage(self, usage: Any) -> None:
+        if usage is None:
+            return
+        given = _int(_get(usage, "input_tokens"))
+        cache = [_int(_get(usage, key)) for key in ("cache_creation_input_tokens", "cache_read_input_tokens")]
+        if any(n is not None for n in cache):
+            self.cache = sum(n for n in cache if n is not None)
+        if given is not None:
+            self.prompt = given
+        output = _int(_get(usage, "output_tokens"))
+        if output is not None:
+            self.completion = output  # cumulative: the last one is the total
+
+    # llama.cpp native --------------------------------------------------------------
+    def _llamacpp(self, event: Any, content: str) -> List[str]:
+        if _get(event, "stop") is True:
+            self._usage(_int(_get(event, "tokens_evaluated")), _int(_get(event, "tokens_predicted")))
+            reason = _get(event, "stop_type")
+            self.meta["finish_reason"] = reason if isinstance(reason, str) and reason else "stop"
+            model = _get(event, "model")
+            if isinstance(model, str) and model:
+                self.meta["model"] = model
+        return [content] if content else []
+
+    def final(self) -> Optional[StreamChunk]:
+        """The text-less chunk with the usage and finish reason, if there is any."""
+        meta = dict(self.meta)
+        if self.completion is not None:
+            prompt = (self.prompt or 0) + self.cache
+            total = self.total if self.total is not None else prompt + self.completion
+            meta["usage"] = {
+                "prompt_tokens": prompt,
+                "completion_tokens": self.completion,
+                "total_tokens": total,
+            }
+        if "usage" not in meta and "finish_reason" not in meta:
+            return None
+        return StreamChunk("", metadata=meta)
+
+
+# --- closing from another thread ------------------------------------------------------
+def _shutdown_connection(obj: Any) -> bool:
+    """Shut down the socket under an HTTP/1.x response, so a blocked read returns now.
+
+    ``obj`` may be an ``httpx`` response (its documented ``network_stream``
+    extension), a ``requests`` response (urllib3's ``shutdown()``), or an object with
+    such a ``response`` (the SDKs' streams). HTTP/2 connections carry other requests
+    and are left alone. Returns True when a socket was shut down.
+    """
+    for target in (obj, _get(obj, "response")):
+        if target is None or _get(target, "is_closed") is True:
+            continue
+        extensions = _get(target, "extensions")
+        if isinstance(extensions, Mapping):
+            version = extensions.get("http_version")
+            if version not in (b"HTTP/1.1", b"HTTP/1.0", "HTTP/1.1", "HTTP/1.0"):
+                return False
+            extra = _get(extensions.get("network_stream"), "get_extra_info")
+            if callable(extra):
+                try:
+                    sock = extra("socket")
+                    if isinstance(sock, socket.socket):
+                        # the plain socket's shutdown, also under TLS: the SSL object
+                        # is being used by the reading thread
+                        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+                        return True
+                except (OSError, ValueError):
+                    return False
+            return False
+        shutdown = _get(_get(target, "raw"), "shutdown")  # requests -> urllib3 >= 2.3
+        if callable(shutdown) and _get(target, "iter_content") is not None:
+            try:
+                shutdown()
+                return True
+            except Exception:  # noqa: BLE001 - released already, or an older urllib3
+                return False
+    return False
+
+
+class _Source:
+    """Base of the adapters: one pass over an underlying stream, closeable from any thread.
+
+    Iterating it starts the pass (only one: it is a stream, not a collection); its
+    ``close()`` ends it from any thread. A generator given as the underlying stream
+    can only be closed by the thread running it: a ``close()`` from another thread
+    leaves that to the reading thread, which does it when it gets control back.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        if hasattr(stream, "__aiter__") and not hasattr(stream, "__iter__"):
+            raise TypeError(
+                f"{type(stream).__name__} is an asynchronous stream; helixstream reads "
+                "blocking streams (use the SDK's synchronous client)"
+            )
+        self._stream = stream
+        self._lock = threading.Lock()
+        self._closed = False
+        self._closed_stream = False
+        self._started = False
+        self._completed = False  # the underlying stream ended normally
+        self._reader: Optional[threading.Thread] = None
+
+    def __iter__(self) -> Iterator[SourceItem]:
+        with self._lock:
+            if self._started:
+                raise RuntimeError(f"{type(self).__name__} can be iterated only once")
+            self._started = True
+        return self._run()
+
+    def _run(self) -> Iterator[SourceItem]:
+        with self._lock:
+            if self._closed:
+                return
+            self._reader = threading.current_thread()
+        try:
+            yield from self._items()
+            self._completed = True
+        finally:
+            with self._lock:
+                self._reader = None
+            self.close()
+
+    def _items(self) -> Iterator[SourceItem]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called (or the pass ended)."""
+        return self._closed
+
+    def close(self) -> None:
+        """Close the underlying stream (its HTTP response); safe from any thread, and twice."""
+        with self._lock:
+            self._closed = True
+            elsewhere = self._reader is not None and self._reader is not threading.current_thread()
+            target = self._stream
+            if inspect.isgenerator(target) and elsewhere:
+                return  # the reading thread closes it (in _run) as soon as it can
+            if self._closed_stream:
+                return
+            self._closed_stream = True
+            completed = self._completed
+        if not completed:
+            _shutdown_connection(target)
+        close = getattr(target, "close", None)
+        if callable(close):
+            close()
+
+    def __enter__(self) -> "_Source":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class SDKSource(_Source):
+    """The text and usage of an SDK's stream (what :func:`from_openai` and
+    :func:`from_anthropic` return): an iterable of ``str`` and, last, a metadata
+    :class:`StreamChunk`, with a thread-safe :meth:`close`.
+    """
+
+    def __init__(self, stream: Any, kind: str = "stream") -> None:
+        if not hasattr(stream, "__iter__") and not hasattr(stream, "__enter__"):
+            raise TypeError(f"{kind} must be an iterable of events, not {type(stream).__name__}")
+        super().__init__(stream)
+        self._manager: Any = None
+
+    def _items(self) -> Iterator[SourceItem]:
+        stream = self._stream
+        if not hasattr(stream, "__iter__"):
+            # anthropic's MessageStreamManager (client.messages.stream(...)): entering
+            # it sends the request
+            entered = stream.__enter__()
+            with self._lock:
+                self._manager, self._stream = stream, entered
+                closed = self._closed
+            if closed:
+                return
+            stream = entered
+        events = _Events()
+        feed = events.feed
+        for event in stream:
+            for text in feed(event):
+                yield text
+        final = events.final()
+        if final is not None:
+            yield final
+
+    def close(self) -> None:
+        """Close the SDK stream (its HTTP response); safe from any thread, and twice."""
+        super().close()
+        with self._lock:
+            manager, self._manager = self._manager, None
+        if manager is not None:
+            manager.__exit__(None, None, None)
+
+
+def from_openai(stream: Any) -> SDKSource:
+    """The text of an ``openai`` SDK stream, and its usage, as a helixstream source.
+
+    Args:
+        stream: what ``client.chat.completions.create(..., stream=True)`` returns (an
+            ``openai.Stream`` of ``ChatCompletionChunk``), or any iterable of such
+            chunks as objects or dicts. The legacy ``client.completions.create`` stream
+            (``choices[0].text``) and the Responses stream
+            (``client.responses.create(..., stream=True)``: ``response.output_text.delta``
+            events, the usage on ``response.completed``) work too.
+
+    Returns:
+        An iterable of the text of ``choices[0]`` (``delta.content``; role-only and
+        tool-call deltas carry none), then, when the stream reported usage (ask for it
+        with ``stream_options={"include_usage": True}``) or a finish reason, a text-less
+        :class:`StreamChunk` whose ``metadata`` has ``usage`` (``prompt_tokens``,
+        ``completion_tokens``, ``total_tokens``), ``finish_reason``, ``model`` and
+        ``id``. Its ``close()`` closes the SDK stream and so the HTTP request, from
+        any thread.
+
+    Raises:
+        TypeError: ``stream`` is not iterable, or is an ``AsyncStream``.
+
+    While iterating, an ``{"error": ...}`` event raises :class:`UpstreamError`; the
+    SDK's own exceptions (``openai.APIError``, ...) pass through unchanged.
+    """
+    return SDKSource(stream, "from_openai(stream)")
+
+
+def from_anthropic(stream: Any) -> SDKSource:
+    """The text of an ``anthropic`` SDK message stream, and its usage, as a source.
+
+    Args:
+        stream: what ``client.messages.create(..., stream=True)`` returns (a ``Stream``
+            of raw events), the ``MessageStream`` of
+            ``with client.messages.stream(...) as stream:``, the
+            ``MessageStreamManager`` that ``client.messages.stream(...)`` returns
+            (entered when the stream starts, exited when it is closed), or any
+            iterable of such events as objects or dicts.
+
+    Returns:
+        An iterable of the text of the ``text_delta`` events (thinking, tool input and
+        citation deltas carry none; the ``MessageStream``'s derived ``text`` events are
+        skipped, as their text is in the deltas), then a text-less
+        :class:`StreamChunk` whose ``metadata["usage"]`` has ``completion_tokens``
+        (the last ``output_tokens``), ``prompt_tokens`` (``input_tokens`` plus the
+        cache creation and cache read input tokens) and ``total_tokens``, with
+        ``finish_reason`` (the ``stop_reason``), ``model`` and ``id``. Its ``close()``
+        closes the SDK stream (the HTTP request), from any thread.
+
+    Raises:
+        TypeError: ``stream`` is not iterable, or is asynchronous.
+
+    While iterating, an ``error`` event raises :class:`UpstreamError`; the SDK's own
+    exceptions pass through unchanged.
+    """
+    return SDKSource(stream, "from_anthropic(stream)")
+
+
+# --- Server-Sent Events -----------------------------------------------------------------
+_EOL = re.compile(r"\r\n|\r|\n")
+_BODY_LIMIT = 64 * 1024  # bytes of an error response's body kept in the message
+
+
+def _has_eol(piece: Any) -> bool:
+    if isinstance(piece, str):
+        return "\n" in piece or "\r" in piece
+    data = bytes(piece)
+    return b"\n" in data or b"\r" in data
+
+
+class _EventStreamParser:
+    """The WHATWG event-stream interpretation of lines: fields, comments, dispatch."""
+
+    __slots__ = ("_data", "_event", "last_event_id", "retry")
+
+    def __init__(self) -> None:
+        self._data: List[str] = []
+        self._event = ""
+        self.last_event_id = ""
+        self.retry: Optional[int] = None
+
+    def line(self, line: str) -> Optional[Tuple[str, str]]:
+        """Process one line; return ``(event type, data)`` when it dispatches an event."""
+        if not line:
+            if not self._data:
+                self._event = ""
+                return None
+            event = (self._event or "message", "\n".join(self._data))
+            self._data = []
+            self._event = ""
+            return event
+        if line[0] == ":":
+            return None  # a comment (keep-alive)
+        name, colon, value = line.partition(":")
+        if colon and value[:1] == " ":
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name == "id":
+            if "\0" not in value:
+                self.last_event_id = value
+        elif name == "retry":
+            if value.isascii() and value.isdigit():
+                self.retry = int(value)
+        return None
+
+
+class _RawLines:
+    """Lines from text cut anywhere (terminators included): CRLF, CR or LF."""
+
+    __slots__ = ("_parts", "_skip_lf")
+
+    def __init__(self) -> None:
+        self._parts: List[str] = []  # the line being built
+        self._skip_lf = False  # the last piece ended with CR: an LF next belongs to it
+
+    def feed(self, text: str) -> List[str]:
+        if self._skip_lf and text:
+            self._skip_lf = False
+            if text[0] == "\n":
+                text = text[1:]
+        if "\n" not in text and "\r" not in text:
+            if text:
+                self._parts.append(text)
+            return []
+        lines = []
+        start = 0
+        for match in _EOL.finditer(text):
+            piece = text[start : match.start()]
+            if self._parts:
+                self._parts.append(piece)
+                piece = "".join(self._parts)
+                self._parts = []
+            lines.append(piece)
+            start = match.end()
+        if start < len(text):
+            self._parts.append(text[start:])
+        self._skip_lf = text.endswith("\r")
+        return lines
+
+
+class SSESource(_Source):
+    """The text of an OpenAI-compatible Server-Sent Events stream (what
+    :func:`from_sse` returns), with a thread-safe :meth:`close`.
+
+    Attributes:
+        mode: ``"auto"``, ``"lines"`` or ``"raw"`` as given; :attr:`detected` tells
+            what ``"auto"`` decided (None until it has).
+    """
+
+    MODES = ("auto", "lines", "raw")
+
+    def __init__(self, source: Any, mode: str = "auto") -> None:
+        if mode not in self.MODES:
+            raise ValueError(f"'mode' must be one of {', '.join(self.MODES)} (got {mode!r})")
+        response = None
+        if callable(_get(source, "iter_bytes")) or callable(_get(source, "iter_content")):
+            response = source
+        elif isinstance(source, (str, bytes, bytearray)) or not hasattr(source, "__iter__"):
+            raise TypeError(
+                "from_sse() takes an iterable of lines or byte/text pieces, or a requests/"
+                f"httpx response, not {type(source).__name__}"
+            )
+        super().__init__(source)
+        self._response = response
+        self.mode = mode
+        self.detected: Optional[str] = None if mode == "auto" else mode
+        self._parser = _EventStreamParser()
+
+    @property
+    def last_event_id(self) -> str:
+        """The last ``id:`` the stream set (``""`` when none)."""
+        return self._parser.last_event_id
+
+    def _pieces(self) -> Iterable[Any]:
+        response = self._response
+        if response is None:
+            return self._stream  # type: ignore[no-any-return]
+        status = _int(_get(response, "status_code"))
+        if status is not None and status >= 400:
+            self._http_error(response, status)
+        if callable(_get(response, "iter_bytes")):  # httpx
+            self.detected = self.detected or "raw"
+            return response.iter_bytes()  # type: ignore[no-any-return]
+        self.detected = self.detected or "raw"  # requests: pieces as they arrive
+        return response.iter_content(chunk_size=None)  # type: ignore[no-any-return]
+
+    def _http_error(self, response: Any, status: int) -> None:
+        body = b""
+        try:
+            reader = _get(response, "iter_bytes") or (lambda: response.iter_content(chunk_size=8192))
+            for piece in reader():
+                body += piece if isinstance(piece, bytes) else str(piece).encode()
+                if len(body) >= _BODY_LIMIT:
+                    break
+        except Exception:  # noqa: BLE001 - the status is the news
+            pass
+        text = body[:_BODY_LIMIT].decode("utf-8", "replace")
+        payload: Any = text
+        try:
+            payload = json.loads(text)
+        except ValueError:
+            pass
+        detail = _error_message(payload["error"]) if isinstance(payload, dict) and "error" in payload else text.strip()
+        raise UpstreamError(f"HTTP {status}: {detail or 'no body'}", payload, status)
+
+    def _lines(self) -> Iterator[str]:
+        """The lines of the stream, whatever the shape of its pieces."""
+        pieces = iter(self._pieces())
+        mode = self.detected
+        held: List[Any] = []
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        raw = _RawLines()
+        first = True
+
+        def lines_of(piece: Any, mode: str, final: bool = False) -> List[str]:
+            nonlocal first
+            if isinstance(piece, str):
+                text = piece
+            elif isinstance(piece, (bytes, bytearray, memoryview)):
+                text = decoder.decode(bytes(piece), final) if mode == "raw" else bytes(piece).decode("utf-8", "replace")
+            else:
+                raise TypeError(f"from_sse() got a {type(piece).__name__} item; expected str or bytes")
+            if first and text:
+                first = False
+                if text[0] == "\ufeff":
+                    text = text[1:]
+            if mode == "raw":
+                return raw.feed(text)
+            # one line per piece (requests' iter_lines()); a terminator left on it (as
+            # iter_lines(delimiter="\n") leaves a CR) is dropped, and several lines in
+            # one piece are split
+            if text.endswith("\r\n"):
+                text = text[:-2]
+            elif text.endswith(("\r", "\n")):
+                text = text[:-1]
+            return _EOL.split(text) if _has_eol(text) else [text]
+
+        for piece in pieces:
+            if mode is None:
+                if not isinstance(piece, (str, bytes, bytearray, memoryview)):
+                    raise TypeError(f"from_sse() got a {type(piece).__name__} item; expected str or bytes")
+                if len(piece) == 0:
+                    mode = "lines"
+                elif _has_eol(piece):
+                    mode = "raw"
+                else:
+                    held.append(piece)
+                    continue
+                self.detected = mode
+                for old in held:
+                    yield from lines_of(old, mode)
+                held = []
+            yield from lines_of(piece, mode)
+        if mode is None:  # ended before telling: lines (each piece whole) is all that fits
+            mode = self.detected = "lines"
+            for old in held:
+                yield from lines_of(old, mode)
+        if mode == "raw":
+            yield from raw.feed(decoder.decode(b"", True))
+        # an unfinished line at the end is discarded (WHATWG)
+
+    def _events(self) -> Iterator[Tuple[str, str]]:
+        """The ``(event type, data)`` of each event dispatched by a blank line."""
+        parse = self._parser.line
+        for line in self._lines():
+            event = parse(line)
+            if event is not None:
+                yield event
+
+    def _items(self) -> Iterator[SourceItem]:
+        events = _Events()
+        feed = events.feed
+        for kind, data in self._events():
+            stripped = data.strip()
+            if stripped == "[DONE]":
+                break
+            if not stripped:
+                continue  # an empty event (a keep-alive)
+            try:
+                payload = json.loads(data)
+            except ValueError:
+                if kind == "error":
+                    raise UpstreamError(f"the LLM service reported an error: {stripped[:500]}", data) from None
+                raise UpstreamError(
+                    f"the event stream sent data that is not JSON: {stripped[:200]!r}", data
+                ) from None
+            if not isinstance(payload, dict):
+                raise UpstreamError(f"the event stream sent JSON that is not an object: {stripped[:200]}", payload)
+            if kind == "error" and "error" not in payload and payload.get("type") != "error":
+                raise UpstreamError(f"the LLM service reported an error: {_error_message(payload)}", payload)
+            for text in feed(payload):
+                yield text
+        final = events.final()
+        if final is not None:
+            yield final
+
+
+def from_sse(source: Any, mode: str = "auto") -> SSESource:
+    """The text of a raw OpenAI-compatible event stream, as a helixstream source.
+
+    For servers spoken to over plain HTTP (Ollama, vLLM, llama.cpp, LM Studio, a
+    gateway): ``data: {json}`` events ending with ``data: [DONE]``. The payloads may be
+    OpenAI chat completion chunks, OpenAI Responses events, Anthropic Messages events
+    or llama.cpp's native ``/completion`` events; their text and usage come out as
+    with :func:`from_openai`.
+
+    Args:
+        source: one of
+
+            - a ``requests`` response opened with ``stream=True`` or an ``httpx``
+              response opened with ``client.stream(...)`` (best: ``close()`` can then
+              shut its connection down and close it from another thread, and an HTTP
+              error status raises :class:`UpstreamError` with the body);
+            - ``response.iter_lines()`` of ``requests``: lines without their
+              terminators, a blank line as an empty item;
+            - ``response.iter_bytes()`` or ``iter_text()`` of ``httpx`` (or any
+              iterable of ``bytes``/``str`` pieces cut anywhere, terminators included).
+              Bytes are decoded as UTF-8, incrementally, so a character cut in two
+              comes out whole; invalid bytes become U+FFFD, as the standard says.
+        mode: ``"lines"`` (each item is one line), ``"raw"`` (items are pieces cut
+            anywhere) or ``"auto"``: an empty item means lines, an item with a CR or
+            LF in it means raw; until one comes the items are held, and a stream that
+            ends first is read as lines.
+
+    Returns:
+        An iterable of the text, then the usage/finish-reason chunk (see
+        :func:`from_openai`); ``close()`` closes ``source`` (when it has ``close()``)
+        from any thread. An iterator that is a generator (``iter_lines()`` is one) can
+        only be closed by the thread reading it: pass the response itself for a prompt
+        stop.
+
+    The event stream is parsed as the WHATWG HTML standard says: ``:`` comments,
+    ``data:`` lines joined with newlines, one optional space after the colon, CRLF, CR
+    or LF line endings, a byte order mark at the start, dispatch on a blank line, an
+    unfinished event at the end discarded.
+
+    While iterating, an ``{"error": ...}`` payload, an ``error`` event, data that is
+    not JSON, and an HTTP error status raise :class:`UpstreamError`.
+    """
+    return SSESource(source, mode)
+
+
+# --- push-style producers --------------------------------------------------------------
+class _Failed:
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+class Channel:
+    """A bounded, thread-safe pipe from a producer that pushes text to a stream.
+
+    The producer (any thread) calls :meth:`send` for each piece, then :meth:`close`
+    (or :meth:`fail` with an exception); the channel is the stream's source, read in
+    the stream's worker thread. Nothing polls: both sides wait on conditions.
+
+    Args:
+        maxsize: how many items may wait in the channel (>= 1); :meth:`send` blocks
+            while it is full, so a slow reader holds the producer back.
+
+    When the reader stops the stream, helixstream closes its source, this channel:
+    the producer's next :meth:`send` (or the one waiting for room) raises
+    :class:`~helixstream.StreamClosedError`, which is how it learns to stop.
+    """
+
+    def __init__(self, maxsize: int = 256) -> None:
+        if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1:
+            raise ValueError(f"'maxsize' must be an int >= 1 (got {maxsize!r})")
+        self.maxsize = maxsize
+        self._items: Deque[Any] = collections.deque()
+        self._lock = threading.Lock()
+        self._not_empty = threading.Condition(self._lock)
+        self._not_full = threading.Condition(self._lock)
+        self._closed = False
+        self._failure: Optional[BaseException] = None
+
+    def send(self, item: Union[str, bytes, StreamChunk]) -> None:
+        """Put ``item`` in the channel, waiting while it is full.
+
+        Args:
+            item: text, UTF-8 bytes, or a :class:`StreamChunk` (for token counts or
+                metadata).
+
+        Raises:
+            StreamClosedError: the channel is closed: by :meth:`close` or
+                :meth:`fail`, or because the reader stopped the stream.
+            TypeError: ``item`` is of another type.
+        """
+        if not isinstance(item, (str, bytes, bytearray, StreamChunk)):
+            raise TypeError(f"Channel.send() takes str, bytes or StreamChunk, not {type(item).__name__}")
+        with self._lock:
+            while len(self._items) >= self.maxsize and not self._closed:
+                self._not_full.wait()
+            if self._closed:
+                raise StreamClosedError("the channel is closed (ended by its producer, or the reader stopped the stream)")
+            self._items.append(item)
+            self._not_empty.notify()
+
+    def close(self) -> None:
+        """End of input: the reader gets what was sent, then the end. Safe to repeat."""
+        with self._lock:
+            self._closed = True
+            self._not_empty.notify_all()
+            self._not_full.notify_all()
+
+    def fail(self, exc: BaseException) -> None:
+        """End the input with an error: the reader gets what was sent, then ``exc``.
+
+        Does nothing when the channel is already closed.
+        """
+        if not isinstance(exc, BaseException):
+            raise TypeError(f"Channel.fail() takes an exception, not {type(exc).__name__}")
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._items.append(_Failed(exc))
+            self._not_empty.notify_all()
+            self._not_full.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        """True once the channel is closed (a producer may check it to stop early)."""
+        return self._closed
+
+    def run(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None:
+        """Call ``func(*args, **kwargs)``, then close the channel; for a producer thread.
+
+        If ``func`` raises, the reader gets the exception (:meth:`fail`), unless it is
+        the :class:`StreamClosedError` of a channel the reader closed: then the reader
+        is gone and ``run`` simply returns. Nothing is raised in the producer thread.
+        """
+        try:
+            func(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - handed to the reader
+            if not (isinstance(exc, StreamClosedError) and self._closed):
+                self.fail(exc)
+        else:
+            self.close()
+
+    # the reading side ----------------------------------------------------------------
+    def __iter__(self) -> "Channel":
+        return self
+
+    def __next__(self) -> Union[str, bytes, StreamChunk]:
+        with self._lock:
+            items = self._items
+            while not items:
+                if self._closed:
+                    raise StopIteration
+                self._not_empty.wait()
+            item = items.popleft()
+            self._not_full.notify()
+        if item.__class__ is _Failed:
+            raise item.exc
+        return item  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<Channel {state} {len(self._items)}/{self.maxsize}>"
