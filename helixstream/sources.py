@@ -403,6 +403,14 @@ def _shutdown_connection(obj: Any) -> bool:
     return False
 
 
+def _refuse_async(stream: Any) -> None:
+    if hasattr(stream, "__aiter__") and not hasattr(stream, "__iter__"):
+        raise TypeError(
+            f"{type(stream).__name__} is an asynchronous stream; helixstream reads "
+            "blocking streams (use the SDK's synchronous client)"
+        )
+
+
 class _Source:
     """Base of the adapters: one pass over an underlying stream, closeable from any thread.
 
@@ -413,11 +421,7 @@ class _Source:
     """
 
     def __init__(self, stream: Any) -> None:
-        if hasattr(stream, "__aiter__") and not hasattr(stream, "__iter__"):
-            raise TypeError(
-                f"{type(stream).__name__} is an asynchronous stream; helixstream reads "
-                "blocking streams (use the SDK's synchronous client)"
-            )
+        _refuse_async(stream)
         self._stream = stream
         self._lock = threading.Lock()
         self._closed = False
@@ -486,6 +490,7 @@ class SDKSource(_Source):
     """
 
     def __init__(self, stream: Any, kind: str = "stream") -> None:
+        _refuse_async(stream)
         if not hasattr(stream, "__iter__") and not hasattr(stream, "__enter__"):
             raise TypeError(f"{kind} must be an iterable of events, not {type(stream).__name__}")
         super().__init__(stream)
