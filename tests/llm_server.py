@@ -43,6 +43,9 @@ class LLMServer:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._httpd.daemon_threads = False  # server_close() joins the handler threads
         self._httpd.llm = self  # type: ignore[attr-defined]
+        self._connections: Dict[socket.socket, str] = {}  # open connections -> last request path
+        self._conn_lock = threading.Condition()
+        self.lingering: List[str] = []  # paths of the connections stop() had to end
         self._thread: Optional[threading.Thread] = None
 
     # --- life cycle ------------------------------------------------------------------
@@ -62,6 +65,15 @@ class LLMServer:
         self._stop.set()
         self._wake_w.send(b"x")
         self._httpd.shutdown()
+        with self._conn_lock:  # handlers of clients that just left may still be ending
+            self._conn_lock.wait_for(lambda: not self._connections, timeout=1.0)
+            lingering = dict(self._connections)
+        for conn in lingering:  # a client that keeps a connection open: end it
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.lingering = sorted(lingering.values())
         self._httpd.server_close()  # joins the handler threads
         if self._thread is not None:
             self._thread.join(5)
@@ -79,6 +91,8 @@ class LLMServer:
         self.pieces: List[str] = list(DEFAULT_PIECES)
         self.delay = 0.0  # seconds between events
         self.first_delay = 0.0  # seconds before the first event
+        self.stall_after: Optional[int] = None  # after this many events, go silent
+        self.stall = 60.0  # for this many seconds (a model "thinking")
         self.usage: Tuple[int, int] = (11, 42)  # (prompt tokens, completion tokens)
         self.newline = "\n"  # the line ending of the event stream
         self.comments = False  # send ": keep-alive" comments between events
@@ -186,6 +200,19 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "llm-test-server"
 
+    def setup(self) -> None:
+        super().setup()
+        llm: LLMServer = self.server.llm  # type: ignore[attr-defined]
+        with llm._conn_lock:
+            llm._connections[self.connection] = "(no request yet)"
+
+    def finish(self) -> None:
+        llm: LLMServer = self.server.llm  # type: ignore[attr-defined]
+        with llm._conn_lock:
+            llm._connections.pop(self.connection, None)
+            llm._conn_lock.notify_all()
+        super().finish()
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
         pass
 
@@ -194,6 +221,8 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length) or b"{}")
         llm.requests.append(body)
+        with llm._conn_lock:
+            llm._connections[self.connection] = self.path
         if self.path.endswith("/chat/completions"):
             events = llm.chat_events(body)
         elif self.path.endswith("/responses"):
@@ -201,13 +230,16 @@ class _Handler(BaseHTTPRequestHandler):
         elif self.path.endswith("/messages"):
             events = llm.anthropic_events(body)
         else:
+            self.close_connection = True
             self.send_error(404)
             return
+        self.close_connection = True  # one request per connection, as the tests expect
         if llm.status != 200:
             data = json.dumps({"error": {"message": "test failure", "type": "server_error"}}).encode()
             self.send_response(llm.status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(data)
             return
@@ -225,7 +257,7 @@ class _Handler(BaseHTTPRequestHandler):
             if self._pause(llm.first_delay):
                 return
             for i, data in enumerate(events):
-                if i and self._pause(llm.delay):
+                if i and self._pause(llm.stall if i == llm.stall_after else llm.delay):
                     return
                 if llm.comments:
                     data = b": keep-alive" + llm.newline.encode() + data
