@@ -7,8 +7,10 @@ helixstream output makes the server see the client go away.
 """
 from __future__ import annotations
 
+import re
 import threading
 import time
+from pathlib import Path
 from typing import Any, Iterator, List
 
 import pytest
@@ -332,3 +334,41 @@ def test_raw_http_error_payload_and_status(server: LLMServer) -> None:
         with pytest.raises(UpstreamError, match="HTTP 503: test failure") as info:
             list(output)
     assert info.value.status == 503
+
+
+# --- docs/sources.md: every example not marked "not run" runs against the server --------
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "sources.md"
+
+
+def doc_examples() -> List[Any]:
+    text = DOCS.read_text(encoding="utf-8")
+    examples = []
+    for match in re.finditer(r"^```python\n(.*?)^```", text, re.M | re.S):
+        before = text[: match.start()].rstrip().splitlines()[-1]
+        if before.startswith("<!-- not run"):
+            continue
+        line = text.count("\n", 0, match.start()) + 1
+        examples.append(pytest.param(match.group(1), id=f"sources.md:{line}"))
+    return examples
+
+
+def test_the_docs_have_runnable_examples() -> None:
+    assert len(doc_examples()) >= 8
+
+
+# the SDKs warn when the model an example names gets old; the example still works
+@pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
+@pytest.mark.parametrize("code", doc_examples())
+def test_docs_example_runs(code: str, server: LLMServer, monkeypatch: Any, capsys: Any,
+                           thread_baseline: Any) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+    monkeypatch.setenv("LLM_BASE_URL", server.url + "/v1")
+    exec(compile(code, str(DOCS), "exec"), {"__name__": "__docs__"})  # noqa: S102 - our own docs
+    out = capsys.readouterr().out
+    assert out.strip()
+    if "from helixstream.sources import Channel" not in code:
+        assert "Hello, world." in out or "end_turn" in out
+    thread_baseline()
