@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import re
-from typing import Callable, FrozenSet, Iterable, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Tuple, Union
 
 from ._errors import ConfigError
 from ._tokens import TokenCounter, estimate_tokens
@@ -82,10 +82,21 @@ _CJK_ATTACH = (
     "\u3009\u300b\u3017\u3019\u301b\u30fc\uff5e\u2026\u00b7"
     ".,!?:;)\\]}%'\"\u201d\u2019"
 )
+# Opening brackets of CJK text: they stay attached to the character after them.
+_CJK_OPEN = "\u3008\u300a\u300c\u300e\u3010\u3014\u3016\u3018\u301a\u301d\uff08\uff3b\uff5b\uff5f\uff62"
+# Opening punctuation of Western text (also kept with the word after it).
+_OPEN_PUNCT = "\"'([{\u201c\u2018\u00ab\u2039\u00bf\u00a1*_`<"
 _LINE_BREAK = r"(?:\r\n|\r|\n)"
+# The same, where backtracking must not read "\r\n" as two breaks.
+_ONE_BREAK = r"(?:\r\n|\r(?!\n)|\n)"
 
 _WORD_CUT = re.compile(
-    rf"(?<=[^{_WS}])(?:\r\n|\r(?=[^\n])|[{_WS_NOCR}])|[{_CJK}](?=[^{_WS}{_CJK_ATTACH}])"
+    # before a CJK character that follows a word of another script ("English|中")
+    rf"(?<=[^{_WS}{_CJK}{re.escape(_OPEN_PUNCT)}])(?=[{_CJK}])(?![{_CJK_ATTACH}])"
+    # after the whitespace character that ends a word
+    rf"|(?<=[^{_WS}])(?:\r\n|\r(?=[^\n])|[{_WS_NOCR}])"
+    # after a CJK character, unless closing punctuation follows or it opens a bracket
+    rf"|(?![{_CJK_OPEN}])[{_CJK}](?=[^{_WS}{_CJK_ATTACH}])"
 )
 _LINE_CUT = re.compile(r"\n|\r(?=[^\n])")
 _WS_RUN = re.compile(rf"[{_WS}]+")
@@ -193,6 +204,8 @@ class _RegexBuffer(Buffer):
 
     _pattern: "re.Pattern[str]"
     _context = 2  # characters of earlier text the pattern may need
+    _ctx: str  # the last ``_context`` characters seen
+    _cut_at_end: bool  # the last text ended with a cut
 
     def __init__(self) -> None:
         super().__init__()
@@ -221,7 +234,10 @@ class WordBuffer(_RegexBuffer):
     A word ends at the first whitespace character after it (``\\r\\n`` counts as one),
     so ``"Hello world"`` is released as ``"Hello "`` then, at flush, ``"world"``; further
     whitespace goes with the next word. Characters of scripts written without spaces
-    (Chinese, Japanese) are words of their own, keeping closing punctuation attached.
+    (Chinese, Japanese) are words of their own, keeping closing punctuation attached
+    and opening brackets with the character after them (``"「你"``, ``"好」"``); a
+    word of another script next to them is a word of its own (``"English"``, ``"中"``).
+    No-break spaces do not end a word.
     """
 
     buffer_type = BufferType.WORD
@@ -302,11 +318,10 @@ class ParagraphBuffer(Buffer):
     _prev_len = 0
 
 
-_OPEN_PUNCT = "\"'([{\u201c\u2018\u00ab\u2039\u00bf\u00a1*_`<"
 _CLOSE_PUNCT = ")]}\"'\u201d\u2019\u00bb\u203a\u300d\u300f\u3011\u3015\u3009\u300b\uff09\uff1e*_`>"
 
 #: Abbreviations the sentence buffer knows, by the rule that applies to them.
-DEFAULT_ABBREVIATIONS: dict = {
+DEFAULT_ABBREVIATIONS: Dict[str, FrozenSet[str]] = {
     # Titles come before a name: never the end of a sentence.
     "title": frozenset(
         "mr mrs ms mx dr prof rev fr sr sra srta hon gen col capt cpt lt sgt maj cmdr adm "
@@ -325,19 +340,32 @@ DEFAULT_ABBREVIATIONS: dict = {
     ),
 }
 
+# Runs of terminators and of closing punctuation are matched in bounded pieces, so that
+# re-reading a run that may still grow costs a bounded time (a longer run is read as
+# several terminators, only the last of which can end a sentence).
 _TERM = re.compile(
-    r"(?P<term>\.{2,}|\u2026+|[.!?\u203d][.!?\u203d\u2026]*|[\u3002\uff01\uff1f\uff61][\u3002\uff01\uff1f\uff61!?]*)"
-    rf"(?P<close>[{re.escape(_CLOSE_PUNCT)}]*)"
+    r"(?P<term>\.{2,16}|\u2026{1,16}|[.!?\u203d][.!?\u203d\u2026]{0,15}"
+    r"|[\u3002\uff01\uff1f\uff61][\u3002\uff01\uff1f\uff61!?]{0,15})"
+    rf"(?P<close>[{re.escape(_CLOSE_PUNCT)}]{{0,16}})"
     rf"(?P<ws>[{_WS}]*)"
-    rf"|(?P<para>{_LINE_BREAK}(?:[{_WS_NOBR}]*{_LINE_BREAK})+[{_WS}]*)"
+    rf"|(?P<para>{_ONE_BREAK}(?:[{_WS_NOBR}]*{_ONE_BREAK})+[{_WS}]*)"
 )
 _OPEN_BREAK = re.compile(rf"{_LINE_BREAK}[{_WS_NOBR}]*\Z")
 _WORD_BEFORE = re.compile(rf"[^{_WS}]{{1,32}}\Z")
 _WORD_AND_SPACE_BEFORE = re.compile(rf"([^{_WS}]{{1,32}})[{_WS}]+\Z")
-_LIST_MARKER = re.compile(r"(?:\d{1,3}|[A-Za-z]|[ivxlcIVXLC]{1,5})\Z")
+# A list marker: a number, a letter, or a roman numeral up to 39 written in one case.
+_LIST_MARKER = re.compile(
+    r"(?:\d{1,3}|[A-Za-z]|x{0,3}(?:ix|iv|v?i{0,3})|X{0,3}(?:IX|IV|V?I{0,3}))\Z"
+)
 _INITIAL = re.compile(r"[A-Z]\Z")
 _LEADING_WS = re.compile(rf"[{_WS}]*")
 _NON_WS = re.compile(rf"[^{_WS}]")
+_IS_WS = re.compile(rf"[{_WS}]")
+# Opening quotes and brackets skipped to find the first letter of the next sentence
+# (not "`" and "<": code after a sentence usually starts in lowercase).
+_SKIP_OPEN = "\"'([{\u201c\u2018\u201e\u00ab\u2039\u00bf\u00a1*_" + _CJK_OPEN
+_MAX_OPEN = 4  # at most this many are skipped
+_LOOKAHEAD = _MAX_OPEN + 2  # characters after the spaces a decision may need
 
 
 def _count_breaks(ws: str, after_cr: bool) -> int:
@@ -347,43 +375,65 @@ def _count_breaks(ws: str, after_cr: bool) -> int:
     return n
 
 
+def _abbreviation_set(abbreviations: Any, rule: str) -> FrozenSet[str]:
+    words = abbreviations.get(rule, ())
+    if isinstance(words, str) or not all(isinstance(w, str) for w in words):
+        raise TypeError(f"abbreviations[{rule!r}] must be a set of strings (got {words!r})")
+    return frozenset(w.strip().lower().rstrip(".") for w in words)
+
+
 class SentenceBuffer(Buffer):
     """Releases whole sentences, each with the whitespace after it.
 
     A sentence ends at ``.``, ``!``, ``?``, ``…`` or a run of them, with any closing
     quotes or brackets after it, followed by whitespace; or at ``。``, ``！``, ``？``
-    (no whitespace needed); or at a blank line. The decision waits for the first
-    character after the whitespace, so the buffer never guesses:
+    (no whitespace needed, closing brackets such as ``」`` stay with the sentence); or
+    at a blank line, whatever comes before it. The decision waits for the first letter
+    of the next word (opening quotes and brackets before it are skipped), so the buffer
+    never guesses:
 
-    * a lowercase letter next means the sentence goes on (``"e.g. this"``,
-      ``"U.S.A. today"``), except after ``!`` and ``?`` followed by a capital;
-    * a title (``Dr.``, ``Mr.``), a Latin abbreviation (``e.g.``, ``vs.``), a single
-      initial after a capitalised word or another initial (``J. R. R. Tolkien``), an
-      abbreviation before a number (``Fig. 3``, ``Jan. 5``, ``5 ft. 3 in.``) and a list
-      number at the start of a line or sentence (``1. First``) do not end a sentence;
-    * a period with no whitespace after it never ends one (``3.14``, ``example.com``).
+    * after ``!`` or ``?`` the sentence ends unless a lowercase letter comes next
+      (``"Wow!" he said``); after ``...`` or ``…`` it ends only before a capital;
+    * after ``.``, a lowercase letter next means the sentence goes on (``e.g. this``,
+      ``U.S.A. today``, ``etc. are``);
+    * a title (``Dr.``, ``Mr.``, ``St.``) and a Latin abbreviation (``e.g.``, ``i.e.``,
+      ``cf.``, ``vs.``) never end a sentence, whatever follows; ``etc.`` is not one of
+      them, so ``etc. Then`` ends a sentence;
+    * an abbreviation that comes before a number (months, units, references:
+      ``Jan. 5``, ``Fig. 3``, ``5 ft. 3 in.``, ``No. 7``) does not end a sentence before
+      a digit, and does before a capital (``It was Jan. Then...``);
+    * a list marker at the start of a line or sentence (``1.``, ``a.``, ``IV.``) does
+      not end one;
+    * a single capital letter is an initial, not an end, after a capitalised word or
+      another initial (``John F. Kennedy``, ``Mr. J. R. R. Tolkien``) and when another
+      initial follows (``by J. K. Rowling``); after a lowercase word and before a
+      capitalised word it ends the sentence (``plan B. Then``, so also ``by J. Smith``);
+    * any other word, dotted acronyms included, ends the sentence before a capital:
+      ``the U.S. He left`` and also ``the U.S. Army`` (the text alone cannot tell them
+      apart); a period with no whitespace after it never does (``3.14``,
+      ``example.com``), nor does one followed by a no-break space.
 
     Args:
         abbreviations: replaces :data:`DEFAULT_ABBREVIATIONS` (a mapping with keys
-            ``"title"``, ``"continuing"`` and ``"numeric"``, each a set of lowercase
-            abbreviations without their final period).
+            ``"title"``, ``"continuing"`` and ``"numeric"``, each a set of
+            abbreviations; case and a final period are ignored).
     """
 
     buffer_type = BufferType.SENTENCE
     _CTX = 160  # characters of the current sentence kept for look-behind
-    _LOOKBEHIND = 80
+    _LOOKBEHIND = 128  # at least what _describe reads before a terminator (99)
 
-    def __init__(self, abbreviations: Optional[dict] = None) -> None:
+    def __init__(self, abbreviations: Optional[Mapping[str, Iterable[str]]] = None) -> None:
         super().__init__()
-        abbr = DEFAULT_ABBREVIATIONS if abbreviations is None else abbreviations
+        abbr: Any = DEFAULT_ABBREVIATIONS if abbreviations is None else abbreviations
         try:
-            self._titles: FrozenSet[str] = frozenset(abbr.get("title", ()))
-            self._continuing: FrozenSet[str] = frozenset(abbr.get("continuing", ()))
-            self._numeric: FrozenSet[str] = frozenset(abbr.get("numeric", ()))
-        except AttributeError:
+            self._titles = _abbreviation_set(abbr, "title")
+            self._continuing = _abbreviation_set(abbr, "continuing")
+            self._numeric = _abbreviation_set(abbr, "numeric")
+        except (AttributeError, TypeError) as exc:
             raise ConfigError(
                 "'abbreviations' must be a mapping of 'title', 'continuing' and 'numeric' "
-                f"to sets of strings (got {type(abbreviations).__name__})"
+                f"to sets of strings (got {abbreviations!r}: {exc})"
             ) from None
         self._after_reset()
 
@@ -391,11 +441,13 @@ class SentenceBuffer(Buffer):
         self._ctx = ""  # tail of the current sentence
         self._unit_len = 0  # characters in the current sentence
         self._rescan = 0  # characters at the end of _ctx to scan again
-        # a terminator (or blank line) waiting for the first non-space character:
-        # (kind, word before it, at line start, the word before that is lowercase)
+        # a terminator (or blank line, or line break) waiting for the first non-space
+        # character: (kind, word before it, at line start, the word before that is
+        # lowercase); for a line break, the third is "there was text before it"
         self._waiting: Optional[Tuple[str, str, bool, bool]] = None
         self._breaks = 0  # line breaks after the waiting terminator
         self._ends_cr = False
+        self._look = ""  # what arrived after those spaces, too little to decide
 
     def _after_reset(self) -> None:
         self._after_flush()
@@ -405,27 +457,38 @@ class SentenceBuffer(Buffer):
         cuts: List[int] = []
         i = 0
         if self._waiting is not None:
-            m = _LEADING_WS.match(text)
-            j = m.end() if m else 0
-            if j:
-                self._breaks += _count_breaks(text[:j], self._ends_cr)
-                self._ends_cr = text[j - 1] == "\r"
-            if j == len(text):
+            old = self._look
+            j = 0
+            if not old:
+                m = _LEADING_WS.match(text)
+                j = m.end() if m else 0
+                if j:
+                    self._breaks += _count_breaks(text[:j], self._ends_cr)
+                    self._ends_cr = text[j - 1] == "\r"
+                if j == len(text):
+                    self._ctx = (self._ctx + text)[-self._CTX :]
+                    self._unit_len += j
+                    return cuts
+            look = old + text[j : j + _LOOKAHEAD]
+            verdict = self._decide(self._waiting, look, self._breaks)
+            if verdict is None:
+                # still too little to decide: all of ``text`` is in ``look``
+                self._look = look
                 self._ctx = (self._ctx + text)[-self._CTX :]
-                self._unit_len += j
+                self._unit_len += len(text)
                 return cuts
-            waiting = self._waiting
             self._waiting = None
-            if self._decide(waiting, text[j], self._breaks):
-                cuts.append(j)
-                self._new_unit()
-                i = j
-                ctx = ""
+            self._look = ""
+            if verdict:
+                # the new sentence starts with what was looked at, some of it held
+                cuts.append(j - len(old))
+                ctx = old
+                self._unit_len = len(old)
             else:
                 ctx = self._ctx + text[:j]
                 self._unit_len += j
-                i = j
-            start = len(ctx)
+            i = j
+            start = len(ctx) - len(old)  # scan what was looked at like new text
         else:
             ctx = self._ctx
             start = len(ctx) - self._rescan
@@ -463,13 +526,23 @@ class SentenceBuffer(Buffer):
             if not ws and info_is_western(term):
                 continue
             info = self._describe(window, m.start(), term, unit_lo)
-            if self._decide(info, window[end], _count_breaks(ws, False)):
+            look = window[end : end + _LOOKAHEAD]
+            verdict = self._decide(info, look, _count_breaks(ws, False))
+            if verdict is None:
+                # the rest of the window is too short to decide: wait for more
+                self._wait(info, ws)
+                self._look = look
+                keep_from = m.start()
+                break
+            if verdict:
                 cuts.append(end + shift)
                 unit_lo = end
         else:
             m2 = _OPEN_BREAK.search(window, max(start, unit_lo, 0))
             if m2 is not None:
-                self._rescan = n - m2.start()
+                # a line break at the end: a blank line if another one follows
+                has_text = self._seen_text or _NON_WS.search(window, 0, m2.start()) is not None
+                self._wait(("line", "", has_text, False), m2.group())
                 keep_from = m2.start()
         if not self._seen_text and _NON_WS.search(window) is not None:
             self._seen_text = True
@@ -478,10 +551,6 @@ class SentenceBuffer(Buffer):
         self._ctx = window[ctx_from:]
         self._unit_len = n - unit_lo
         return cuts
-
-    def _new_unit(self) -> None:
-        self._ctx = ""
-        self._unit_len = 0
 
     def _wait(self, info: Tuple[str, str, bool, bool], ws: str) -> None:
         self._waiting = info
@@ -519,11 +588,26 @@ class SentenceBuffer(Buffer):
                 before_lower = prev[:1].islower() and prev.lower() not in self._titles
         return (kind, word, at_line_start, before_lower)
 
-    def _decide(self, info: Tuple[str, str, bool, bool], nxt: str, breaks: int) -> bool:
-        """Is there a sentence boundary, given the first character after the spaces?"""
+    def _decide(self, info: Tuple[str, str, bool, bool], look: str, breaks: int) -> Optional[bool]:
+        """Is there a sentence boundary, given what follows the spaces?
+
+        ``look`` is the text after the spaces (at most ``_LOOKAHEAD`` characters, fewer
+        when no more has arrived). Returns None when that is too little to tell.
+        """
         kind, word, at_line_start, before_lower = info
+        if kind == "line":  # no terminator: only a blank line ends the sentence
+            return breaks >= 2 and at_line_start  # (there was text before it)
         if kind in ("cjk", "para") or breaks >= 2:
             return True
+        # the first character of the next word, after any opening quotes or brackets
+        k = 0
+        limit = min(len(look), _MAX_OPEN)
+        while k < limit and look[k] in _SKIP_OPEN:
+            k += 1
+        if k == len(look) and k < _MAX_OPEN:
+            return None
+        at = 0 if k == len(look) or k == _MAX_OPEN or _IS_WS.match(look, k) else k
+        nxt = look[at]
         if kind == "bang":
             return not nxt.islower()
         if kind == "ellipsis":
@@ -536,10 +620,16 @@ class SentenceBuffer(Buffer):
             return False
         if nxt.isdigit() and low in self._numeric:
             return False
-        if at_line_start and _LIST_MARKER.match(core):
+        if at_line_start and core and _LIST_MARKER.match(core):
             return False
-        if _INITIAL.match(core) and len(core) == 1:
-            return before_lower
+        if len(core) == 1 and _INITIAL.match(core):
+            if not before_lower:
+                return False  # John F. Kennedy, J. R. R. Tolkien
+            if "A" <= nxt <= "Z":
+                # another initial next ("by J. K. Rowling") goes on
+                if at + 1 == len(look):
+                    return None
+                return look[at + 1] != "."
         return True
 
 
@@ -566,7 +656,7 @@ class TokenBuffer(Buffer):
         self._reported = 0
         self._unreported: List[str] = []
 
-    def add(self, text: str, tokens: Optional[int] = None) -> List[str]:  # type: ignore[override]
+    def add(self, text: str, tokens: Optional[int] = None) -> List[str]:
         """Add text, with its token count when the source reported one."""
         if not isinstance(text, str):
             raise TypeError(f"buffer input must be str, not {type(text).__name__}")
