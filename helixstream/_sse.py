@@ -88,6 +88,7 @@ PEP 3333 forbids to applications (waitress refuses the response). Response compr
 (gzip middleware, a proxy's gzip) must be off for event streams: a compressor holds
 events back until it has a block's worth of data, so the browser sees nothing.
 """
+
 from __future__ import annotations
 
 import collections
@@ -240,9 +241,7 @@ def _progress_data(received: int, total: Optional[int]) -> str:
     return _dumps({"received": received, "total": total or None})
 
 
-def _error_data(
-    exc: Optional[BaseException], error_id: str, expose: bool, log: bool = True
-) -> str:
+def _error_data(exc: Optional[BaseException], error_id: str, expose: bool, log: bool = True) -> str:
     if log and exc is not None:
         logger.error(
             "event stream failed (error id %s)",
@@ -944,7 +943,11 @@ def sse_stream(
     _check_retry(retry)
     if keepalive is not None:
         keepalive = _check_seconds("keepalive", keepalive, allow_zero=False)
-    if isinstance(estimated_tokens, bool) or not isinstance(estimated_tokens, int) or estimated_tokens < 0:
+    if (
+        isinstance(estimated_tokens, bool)
+        or not isinstance(estimated_tokens, int)
+        or estimated_tokens < 0
+    ):
         raise ValueError(f"'estimated_tokens' must be an int >= 0 (got {estimated_tokens!r})")
     if replay is not None and not isinstance(replay, SSEReplay):
         raise TypeError(f"replay must be an SSEReplay, not {type(replay).__name__}")
@@ -1029,4 +1032,3 @@ def stream_chunks_to_sse(
     finally:
         body.close()
     return body.outcome in ("done", "error")
-

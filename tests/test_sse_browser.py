@@ -14,6 +14,7 @@ the DOM (``--dump-dom``), which the test reads back:
 
 Needs Debian's ``chromium`` (``.ci/run`` installs it); skipped, saying so, without it.
 """
+
 from __future__ import annotations
 
 import html
@@ -171,9 +172,7 @@ def make_app(replay: SSEReplay) -> CutFirstConnection:
 
     @app.get("/table.html")
     def table_page() -> Any:
-        return flask.Response(
-            TABLE_PAGE.replace("TYPES", json.dumps(types)), mimetype="text/html"
-        )
+        return flask.Response(TABLE_PAGE.replace("TYPES", json.dumps(types)), mimetype="text/html")
 
     @app.get("/stream")
     def stream() -> Any:
@@ -192,8 +191,12 @@ def dump_dom(url: str) -> str:
     """Load ``url`` in headless Chromium (fresh profile) and return the final DOM."""
     with tempfile.TemporaryDirectory(prefix="helixstream-chromium-") as profile:
         cmd = [
-            CHROMIUM, *FLAGS, f"--user-data-dir={profile}",
-            "--virtual-time-budget=20000", "--dump-dom", url,
+            CHROMIUM,
+            *FLAGS,
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=20000",
+            "--dump-dom",
+            url,
         ]
         proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
@@ -203,7 +206,7 @@ def dump_dom(url: str) -> str:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
-            raise AssertionError("Chromium did not finish within 40 s")
+            raise AssertionError("Chromium did not finish within 40 s") from None
         assert proc.returncode == 0, err.decode(errors="replace")[-2000:]
         return out.decode("utf-8")
 

@@ -4,6 +4,7 @@
 out plainly (what ``EventSource`` does); the other SSE test modules import it. The
 independent parsers ``httpx-sse`` and ``sseclient-py`` must agree with it.
 """
+
 from __future__ import annotations
 
 import io
@@ -97,15 +98,16 @@ def sseclient_events(stream: bytes, piece: int = 7) -> List[Dispatched]:
         def close(self) -> None:
             pass
 
-    return [
-        Dispatched(e.event, e.data, e.id or "") for e in sseclient.SSEClient(Source()).events()
-    ]
+    return [Dispatched(e.event, e.data, e.id or "") for e in sseclient.SSEClient(Source()).events()]
 
 
 # --- format_sse_event: exact bytes ---------------------------------------------------------
 EVENTS = [
     # (event, data, id, retry) -> expected text
-    (("message", "data", "id-123", 1000), "event: message\ndata: data\nid: id-123\nretry: 1000\n\n"),
+    (
+        ("message", "data", "id-123", 1000),
+        "event: message\ndata: data\nid: id-123\nretry: 1000\n\n",
+    ),
     ((None, "hi", None, None), "data: hi\n\n"),
     (("", "hi", None, None), "data: hi\n\n"),
     (("update", "hi", None, None), "event: update\ndata: hi\n\n"),
@@ -226,7 +228,10 @@ class Recorder(io.BytesIO):
 
 WRITES = [
     (lambda w: w.write_event("message", "Hello world"), b"event: message\ndata: Hello world\n\n"),
-    (lambda w: w.write_event("m", "x", id="1", retry=10), b"event: m\ndata: x\nid: 1\nretry: 10\n\n"),
+    (
+        lambda w: w.write_event("m", "x", id="1", retry=10),
+        b"event: m\ndata: x\nid: 1\nretry: 10\n\n",
+    ),
     (lambda w: w.write_data("Plain data"), b"data: Plain data\n\n"),
     (lambda w: w.write_data("a\nb", id=3), b"data: a\ndata: b\nid: 3\n\n"),
     (lambda w: w.write_json({"key": "value"}), b'data: {"key":"value"}\n\n'),
@@ -234,7 +239,10 @@ WRITES = [
         lambda w: w.write_json({"a": [1, 2.5, None, True], "t": "é\n"}, event="obj"),
         'event: obj\ndata: {"a":[1,2.5,null,true],"t":"é\\n"}\n\n'.encode(),
     ),
-    (lambda w: w.write_progress(50, 100), b'event: progress\ndata: {"received":50,"total":100}\n\n'),
+    (
+        lambda w: w.write_progress(50, 100),
+        b'event: progress\ndata: {"received":50,"total":100}\n\n',
+    ),
     (lambda w: w.write_progress(5), b'event: progress\ndata: {"received":5,"total":null}\n\n'),
     (lambda w: w.write_done(), b"event: done\ndata: [DONE]\n\n"),
     (lambda w: w.write_done(id="9"), b"event: done\ndata: [DONE]\nid: 9\n\n"),
@@ -268,13 +276,21 @@ def test_write_error_sends_a_generic_message_and_logs_the_exception_with_its_id(
     assert text.startswith("event: error\ndata: ") and text.endswith("\n\n")
     assert "hunter2" not in text and "KeyError" not in text
     payload = json.loads(browser_events(out.getvalue())[0].data)
-    assert payload == {"code": "stream_failed", "message": "The stream failed.", "error_id": error_id}
+    assert payload == {
+        "code": "stream_failed",
+        "message": "The stream failed.",
+        "error_id": error_id,
+    }
     assert re.fullmatch(r"[0-9a-f]{12}", error_id)
     record = caplog.records[-1]
-    assert error_id in record.getMessage() and record.exc_info[1].args == ("db password is hunter2",)
+    assert error_id in record.getMessage() and record.exc_info[1].args == (
+        "db password is hunter2",
+    )
 
 
-def test_write_error_exposes_the_exception_only_when_asked(caplog: pytest.LogCaptureFixture) -> None:
+def test_write_error_exposes_the_exception_only_when_asked(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     out = Recorder()
     with caplog.at_level(logging.CRITICAL, logger="helixstream.sse"):
         SSEWriter(out).write_error(ValueError("bad\nthing"), expose=True, error_id="e1", id="4")

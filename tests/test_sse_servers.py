@@ -6,6 +6,7 @@ over ``http.client``. A client that reads a few events and hangs up must make th
 server close the body, which closes the stream: the test waits (with a timeout) for the
 source's ``close()`` and joins the stream's threads.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,8 +31,14 @@ httpx_sse = pytest.importorskip("httpx_sse")
 sseclient = pytest.importorskip("sseclient")
 
 HOP_BY_HOP = {
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
-    "trailers", "transfer-encoding", "upgrade",
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
 }
 
 TRICKY = ["Hello", " world", "\n", "  indented", "line\r\nbreak", "é 😀", "a\u2028b", ": colon"]
@@ -124,9 +131,7 @@ def plain_app(make_source: Callable[[], Any], bodies: List[SSEBody], **options: 
     """A WSGI app of sse_stream and SSE_HEADERS alone, checked by wsgiref's validator."""
 
     def app(environ: Dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        body = sse_stream(
-            make_source, last_event_id=environ.get("HTTP_LAST_EVENT_ID"), **options
-        )
+        body = sse_stream(make_source, last_event_id=environ.get("HTTP_LAST_EVENT_ID"), **options)
         bodies.append(body)
         start_response("200 OK", list(SSE_HEADERS))
         return body
@@ -191,7 +196,9 @@ SETUPS = ["waitress", "werkzeug", "django"]
 
 
 @contextlib.contextmanager
-def running(setup: str, make_source: Callable[[], Any], **options: Any) -> Iterator[Tuple[str, List[SSEBody], Recorder]]:
+def running(
+    setup: str, make_source: Callable[[], Any], **options: Any
+) -> Iterator[Tuple[str, List[SSEBody], Recorder]]:
     bodies: List[SSEBody] = []
     app = APPS[setup](make_source, bodies, **options)
     with serve(app, SERVER_OF[setup]) as base:
@@ -199,7 +206,9 @@ def running(setup: str, make_source: Callable[[], Any], **options: Any) -> Itera
 
 
 # --- clients -------------------------------------------------------------------------------
-def read_httpx_sse(url: str, headers: Optional[Dict[str, str]] = None, limit: Optional[int] = None) -> Tuple[List[Dispatched], Any]:
+def read_httpx_sse(
+    url: str, headers: Optional[Dict[str, str]] = None, limit: Optional[int] = None
+) -> Tuple[List[Dispatched], Any]:
     """Events as httpx-sse dispatches them; hang up after ``limit`` message events."""
     got: List[Dispatched] = []
     with httpx.Client(timeout=10) as client:
@@ -238,7 +247,11 @@ def _ids_increase(events: List[Dispatched]) -> bool:
 # --- tests ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("setup", SETUPS)
 def test_real_clients_and_the_browser_algorithm_agree_on_every_event(setup: str) -> None:
-    with running(setup, lambda: iter(TRICKY), progress=True, estimated_tokens=20) as (url, bodies, _):
+    with running(setup, lambda: iter(TRICKY), progress=True, estimated_tokens=20) as (
+        url,
+        bodies,
+        _,
+    ):
         via_httpx, response = read_httpx_sse(url)
         via_sseclient = read_sseclient(url)
         raw = read_raw(url)
@@ -301,7 +314,9 @@ def test_a_reconnecting_client_resumes_with_last_event_id(setup: str) -> None:
             source.end()
             resumed, _ = read_httpx_sse(url, headers={"Last-Event-ID": first[0].last_event_id})
             assert [(e.type, e.data) for e in resumed] == [
-                ("message", "two "), ("message", "three "), ("done", "[DONE]")
+                ("message", "two "),
+                ("message", "three "),
+                ("done", "[DONE]"),
             ]
             assert resumed[0] == first[1]
             assert source.closed.wait(5)

@@ -5,6 +5,7 @@ Time-dependent registry behaviour (``ttl``) runs on an injected clock; the only 
 waits are a stream's keep-alive timeout and the grace timer, both a few hundredths of a
 second, and thread ends are observed by joining (``wait_for``), never by sleeping.
 """
+
 from __future__ import annotations
 
 import gc
@@ -13,7 +14,7 @@ import json
 import logging
 import re
 import threading
-from typing import Any, Callable, List
+from typing import Any, List
 
 import pytest
 
@@ -85,7 +86,9 @@ def test_progress_events_count_tokens_against_the_estimate() -> None:
     received = 3 + estimate_tokens("big world")
     assert events == [
         Dispatched("message", "Hello", "1"),
-        Dispatched("progress", json.dumps({"received": 3, "total": 10}, separators=(",", ":")), "2"),
+        Dispatched(
+            "progress", json.dumps({"received": 3, "total": 10}, separators=(",", ":")), "2"
+        ),
         Dispatched("message", "big world", "3"),
         Dispatched("progress", '{"received":%d,"total":10}' % received, "4"),
         Dispatched("message", "!", "5"),
@@ -291,7 +294,11 @@ def test_stream_chunks_to_sse_writes_the_whole_stream() -> None:
     out = io.BytesIO()
     assert stream_chunks_to_sse(out, ["a", "b"], progress=True) is True
     assert [e.type for e in browser_events(out.getvalue())] == [
-        "message", "progress", "message", "progress", "done"
+        "message",
+        "progress",
+        "message",
+        "progress",
+        "done",
     ]
 
 
@@ -366,7 +373,9 @@ def test_the_grace_period_ends_by_closing_the_stream() -> None:
     event = next_event(first)[0]
     first.close()
     assert wait_for(source.closed.is_set)
-    assert wait_for(lambda: not any(t.name.startswith("helixstream-sse-grace") for t in threading.enumerate()))
+    assert wait_for(
+        lambda: not any(t.name.startswith("helixstream-sse-grace") for t in threading.enumerate())
+    )
     events = events_of(sse_stream(_not_called, last_event_id=event.last_event_id, replay=replay))
     assert [json.loads(e.data)["code"] for e in events] == ["cancelled"]
 
@@ -379,7 +388,9 @@ def _resume_error(body: SSEBody) -> dict:
     return json.loads(events[0].data)  # type: ignore[no-any-return]
 
 
-@pytest.mark.parametrize("suffix", ["nope.1", "garbage", "..", "{key}.99", "{key}.x", "{key}.-1", "{key}.١"])
+@pytest.mark.parametrize(
+    "suffix", ["nope.1", "garbage", "..", "{key}.99", "{key}.x", "{key}.-1", "{key}.١"]
+)
 def test_unknown_ids_get_an_error_event_and_start_nothing(suffix: str) -> None:
     replay = SSEReplay(clock=FakeClock())
     first = sse_stream(["a"], replay=replay)
@@ -408,11 +419,18 @@ def test_logs_are_forgotten_ttl_seconds_after_their_stream_ended() -> None:
     first = sse_stream(["a", "b"], replay=replay)
     events = events_of(first)
     clock.now += 59.5
-    assert [e.data for e in events_of(sse_stream(_not_called, last_event_id=events[0].last_event_id, replay=replay))] == ["b", "[DONE]"]
+    assert [
+        e.data
+        for e in events_of(
+            sse_stream(_not_called, last_event_id=events[0].last_event_id, replay=replay)
+        )
+    ] == ["b", "[DONE]"]
     clock.now += 0.5
     replay.sweep()
     assert len(replay) == 0
-    payload = _resume_error(sse_stream(_not_called, last_event_id=events[0].last_event_id, replay=replay))
+    payload = _resume_error(
+        sse_stream(_not_called, last_event_id=events[0].last_event_id, replay=replay)
+    )
     assert payload["code"] == "unknown_event_id"
 
 
@@ -437,7 +455,9 @@ def test_events_dropped_from_a_full_log_cannot_be_resumed() -> None:
     first = sse_stream(list("abcdefghij"), replay=replay)
     events = events_of(first)
     assert len(events) == 11
-    payload = _resume_error(sse_stream(_not_called, last_event_id=events[0].last_event_id, replay=replay))
+    payload = _resume_error(
+        sse_stream(_not_called, last_event_id=events[0].last_event_id, replay=replay)
+    )
     assert payload["code"] == "events_expired"
     tail = events_of(sse_stream(_not_called, last_event_id=events[7].last_event_id, replay=replay))
     assert tail == events[8:]
@@ -470,8 +490,13 @@ def test_the_oldest_logs_are_forgotten_beyond_max_streams() -> None:
         events = events_of(sse_stream([text], replay=replay))
         ids.append(events[0].last_event_id)
     assert len(replay) == 2
-    assert _resume_error(sse_stream(_not_called, last_event_id=ids[0], replay=replay))["code"] == "unknown_event_id"
-    assert [e.data for e in events_of(sse_stream(_not_called, last_event_id=ids[2], replay=replay))] == ["[DONE]"]
+    assert (
+        _resume_error(sse_stream(_not_called, last_event_id=ids[0], replay=replay))["code"]
+        == "unknown_event_id"
+    )
+    assert [
+        e.data for e in events_of(sse_stream(_not_called, last_event_id=ids[2], replay=replay))
+    ] == ["[DONE]"]
 
 
 def test_closing_the_registry_closes_streams_waiting_for_their_clients() -> None:

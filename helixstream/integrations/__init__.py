@@ -4,6 +4,7 @@ Importing a submodule never imports its framework; the framework is imported whe
 helper is first called, and a missing one raises ``ImportError`` naming the extra to
 install (``pip install 'helixstream[flask]'``).
 """
+
 from __future__ import annotations
 
 import importlib

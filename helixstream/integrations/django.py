@@ -19,6 +19,7 @@ events back until it has a block's worth of data, so the browser sees nothing fo
 long time: leave it out of ``MIDDLEWARE`` for projects that serve event streams (or
 serve them from a WSGI app without it). A proxy's gzip must be off for the route too.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Union

@@ -18,6 +18,7 @@ Response compression must be off for this route (Flask-Compress, a gzip middlewa
 proxy's gzip): a compressor holds events back until it has a block's worth of data.
 Flask itself does not compress.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Union
@@ -65,4 +66,3 @@ def sse_response(
         body, status=status, headers=[*SSE_HEADERS, *extra], direct_passthrough=True
     )
     return response
-
