@@ -117,7 +117,7 @@ class BufferStage:
             self.time_left = None  # type: ignore[assignment]
 
     def __call__(self, item: Any) -> List[Any]:
-        if item.__class__ is str:
+        if item.__class__ is str or isinstance(item, str):
             text = item
             tokens = None
         else:
