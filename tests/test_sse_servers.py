@@ -297,7 +297,9 @@ def test_a_client_hang_up_closes_the_source_and_ends_the_stream_threads(
         assert wait_for(lambda: not set(helix_threads()) - before, 5), helix_threads()
         for body in bodies:  # the servers that let the test see the body
             assert body.closed and body.stream.cancelled  # type: ignore[union-attr]
-            assert not any(t.is_alive() for t in body.stream.threads())  # type: ignore[union-attr]
+            for thread in body.stream.threads():  # type: ignore[union-attr]
+                thread.join(5)  # (a thread leaves enumerate() just before it is dead)
+                assert not thread.is_alive()
     thread_baseline()  # servers and streams gone: no thread left behind
 
 
