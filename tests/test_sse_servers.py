@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import re
 import threading
 import types
 import wsgiref.validate
@@ -342,3 +343,61 @@ def test_a_last_event_id_without_a_registry_is_an_error_not_a_restart(setup: str
     assert [e.type for e in events] == ["error"]
     assert json.loads(events[0].data)["code"] == "unknown_event_id"
     assert started == []
+
+
+# --- the integrations themselves -------------------------------------------------------------
+def test_importing_the_integrations_imports_no_framework() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, helixstream.integrations.flask, helixstream.integrations.django\n"
+        "assert 'flask' not in sys.modules and 'django' not in sys.modules, sorted(sys.modules)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
+
+
+@pytest.mark.parametrize(
+    "module, blocked, extra",
+    [
+        ("helixstream.integrations.flask", "flask", "flask"),
+        ("helixstream.integrations.django", "django.http", "django"),
+    ],
+)
+def test_a_missing_framework_names_the_extra_to_install(
+    module: str, blocked: str, extra: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+
+    monkeypatch.setitem(__import__("sys").modules, blocked, None)
+    sse_response = importlib.import_module(module).sse_response
+    source = BlockingSource(["x"])
+    with pytest.raises(ImportError, match=re.escape(f"pip install 'helixstream[{extra}]'")):
+        sse_response(source)
+    assert not source.closed.is_set() and source.produced == []  # nothing started
+
+
+@pytest.mark.parametrize("name", ["Connection", "keep-alive", "Transfer-Encoding", "Upgrade"])
+def test_hop_by_hop_headers_are_refused(name: str) -> None:
+    pytest.importorskip("flask")
+    from helixstream.integrations.flask import sse_response
+
+    with pytest.raises(ValueError, match="hop-by-hop"):
+        sse_response(["x"], headers={name: "x"})
+
+
+def test_extra_headers_go_out_with_the_event_stream_headers() -> None:
+    flask = pytest.importorskip("flask")
+    from helixstream.integrations.flask import sse_response
+
+    app = flask.Flask("extra_headers")
+
+    @app.get("/stream")
+    def stream() -> Any:
+        return sse_response(["x"], headers={"X-Request-Id": "42"}, status=201)
+
+    response = app.test_client().get("/stream")
+    assert response.status_code == 201
+    assert response.headers["X-Request-Id"] == "42"
+    assert response.headers["Content-Type"] == "text/event-stream; charset=utf-8"
+    assert [e.data for e in browser_events(response.data)] == ["x", "[DONE]"]
