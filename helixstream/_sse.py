@@ -679,10 +679,11 @@ class _Feed:
         self.prefix = prefix
 
     def _emit(self, out: List[bytes], event: Optional[str], data: str) -> None:
-        self.seq += 1
-        encoded = format_sse_event(event, data, self.prefix + str(self.seq)).encode("utf-8")
+        seq = self.seq + 1
+        encoded = format_sse_event(event, data, self.prefix + str(seq)).encode("utf-8")
+        self.seq = seq  # only once encoded: ids have no gaps
         if self.log is not None:
-            self.log.append(self.seq, encoded)
+            self.log.append(seq, encoded)
         out.append(encoded)
 
     def _end(self, outcome: str) -> None:

@@ -186,6 +186,21 @@ def test_text_that_cannot_be_encoded_ends_the_stream_with_an_error(
     assert source.closed.wait(5)
 
 
+def test_unencodable_text_in_a_logged_stream_ends_it_with_an_error_event(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    replay = SSEReplay(clock=FakeClock())
+    with caplog.at_level(logging.CRITICAL, logger="helixstream.sse"):
+        body = sse_stream(["ok", "bad \ud800"], replay=replay)
+        events = events_of(body)
+    assert [e.type for e in events] == ["message", "error"]
+    assert [e.last_event_id for e in events] == [f"{body.stream_id}.1", f"{body.stream_id}.2"]
+    resumed = events_of(
+        sse_stream(_not_called, last_event_id=events[0].last_event_id, replay=replay)
+    )
+    assert resumed == events[1:]
+
+
 # --- keep-alives -------------------------------------------------------------------------
 def test_a_silent_source_gets_keep_alive_comments_until_it_speaks() -> None:
     source = BlockingSource(["first"])
