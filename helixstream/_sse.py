@@ -778,14 +778,12 @@ class SSEBody:
         self._keepalive = keepalive
         self._pending: Deque[bytes] = collections.deque([opening, *pending])
         self._entry: Optional[_Entry] = None
-        self._registry: Optional[SSEReplay] = None
         self._token = object()
         self._cursor = 0
         self._closed = False
         self._finalizer: Optional[Any] = None
 
     def _attach(self, registry: SSEReplay, entry: _Entry, cursor: int) -> None:
-        self._registry = registry
         self._entry = entry
         self._cursor = cursor
         self._finalizer = weakref.finalize(self, registry._detach, entry, self._token)
