@@ -26,23 +26,38 @@ from ._progress import (
     ThrottledCallback,
     throttled_callback,
 )
+from ._ratelimit import BurstRateLimiter, RateLimiter, RateLimitStage, item_cost
 from ._runner import ChunkStream
 from ._simulate import SimulatedLLM
 from ._stages import BufferStage
+from ._sse import (
+    SSE_HEADERS,
+    EventLog,
+    SSEBody,
+    SSEReplay,
+    SSEWriter,
+    format_sse_comment,
+    format_sse_event,
+    sse_stream,
+    stream_chunks_to_sse,
+)
 from ._streamer import EnhancedStreamer, StreamConfig
 from ._tokens import TokenCounter, estimate_tokens
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "SSE_HEADERS",
     "AggregatedStream",
     "Buffer",
     "BufferStage",
     "BufferType",
+    "BurstRateLimiter",
     "CharacterBuffer",
     "ChunkAggregator",
     "ChunkStream",
     "ConfigError",
+    "EventLog",
     "EnhancedStreamer",
     "HelixStreamError",
     "LineBuffer",
@@ -51,6 +66,11 @@ __all__ = [
     "ProgressCallback",
     "ProgressStage",
     "ProgressTracker",
+    "RateLimitStage",
+    "RateLimiter",
+    "SSEBody",
+    "SSEReplay",
+    "SSEWriter",
     "SentenceBuffer",
     "SimulatedLLM",
     "StreamAggregator",
@@ -66,8 +86,13 @@ __all__ = [
     "TokenCounter",
     "WordBuffer",
     "estimate_tokens",
+    "format_sse_comment",
+    "format_sse_event",
+    "item_cost",
     "load_config",
     "new_buffer",
     "new_buffer_with_token_threshold",
+    "sse_stream",
+    "stream_chunks_to_sse",
     "throttled_callback",
 ]

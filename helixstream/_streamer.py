@@ -11,6 +11,7 @@ from ._buffers import BufferType, new_buffer_with_token_threshold
 from ._durations import check_number, parse_duration
 from ._errors import ConfigError
 from ._progress import ProgressCallback, ProgressStage
+from ._ratelimit import BurstRateLimiter, RateLimiter, RateLimitStage
 from ._runner import ChunkStream
 from ._stages import BufferStage
 from ._tokens import TokenCounter
@@ -178,5 +179,26 @@ class EnhancedStreamer:
             stages.append(progress)
         return self._run(input, stages, stop, "enhanced")
 
-    def _rate_stage(self, tokens_per_second: Optional[float]) -> Any:
-        return None
+    def _rate_stage(self, tokens_per_second: Optional[float]) -> Optional[RateLimitStage]:
+        cfg = self.config
+        if tokens_per_second is None:
+            rate = cfg.rate_limit
+        else:
+            rate = check_number(tokens_per_second, "tokens_per_second", what="tokens per second")
+        if not rate:
+            return None
+        limiter = RateLimiter(rate) if cfg.burst == 0 else BurstRateLimiter(rate, cfg.burst)
+        return RateLimitStage(limiter, counter=cfg.token_counter)
+
+    def stream_with_rate_limit(
+        self,
+        input: Iterable[Any],
+        tokens_per_second: Optional[float] = None,
+        stop: Optional[threading.Event] = None,
+    ) -> StreamResult:
+        """Pass the stream through at most ``tokens_per_second`` (default: the config's).
+
+        A chunk costs its token count. 0 means unlimited.
+        """
+        stage = self._rate_stage(tokens_per_second)
+        return self._run(input, [] if stage is None else [stage], stop, "rate-limited")

@@ -207,3 +207,39 @@ def test_get_result_is_thread_safe_while_streaming():
         list(output)
     poller.join(10)
     assert all(n == m and len(text.split()) == n for n, m, text in results)
+
+
+# --- rate limiting through the streamer -------------------------------------------------
+
+
+def test_rate_limit_zero_adds_no_limiter_stage():
+    output, _ = hs.EnhancedStreamer().stream_with_rate_limit(["a ", "b"])
+    assert [c.content for c in output] == ["a ", "b"]
+    assert "ratelimit" not in output.threads()[0].name
+
+
+def test_stream_with_rate_limit_refuses_a_negative_rate():
+    with pytest.raises(hs.ConfigError, match="tokens_per_second"):
+        hs.EnhancedStreamer().stream_with_rate_limit(["a"], -1)
+
+
+def test_close_interrupts_a_rate_limit_wait_at_once(thread_baseline):
+    streamer = hs.EnhancedStreamer(hs.StreamConfig(rate_limit=0.01, burst=1, close_timeout=30))
+    chunks = [hs.StreamChunk("a ", tokens=1), hs.StreamChunk("b ", tokens=1)]
+    output, get_result = streamer.stream_with_rate_limit(chunks)
+    assert "ratelimit" in output.threads()[0].name
+    assert next(output).content == "a "  # the second chunk now waits 100 s
+    output.close()  # would wait up to close_timeout=30 s if the wait were not interrupted
+    assert all(not t.is_alive() for t in output.threads())
+    assert get_result().cancelled
+    thread_baseline()
+
+
+def test_stream_enhanced_chains_buffer_limiter_progress_and_aggregation():
+    calls = []
+    streamer = hs.EnhancedStreamer(hs.StreamConfig(buffer_type="sentence", rate_limit=1e6))
+    output, get_result = streamer.stream_enhanced(["One. Tw", "o. Three"], calls.append)
+    assert [c.content for c in output] == ["One. ", "Two. ", "Three"]
+    (thread,) = output.threads()
+    assert thread.name.endswith("source+sentence+ratelimit+progress+aggregate")
+    assert calls[-1].done and calls[-1].chunks_received == 3
