@@ -165,7 +165,8 @@ class BufferStage:
         else:
             out = units  # type: ignore[assignment]
         if self._extras:
-            out = [*out, *self._extras]
+            # they were waiting for the unit being built when they arrived: the first one
+            out = [out[0], *self._extras, *out[1:]]
             self._extras = []
         return out
 

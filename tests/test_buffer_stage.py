@@ -271,11 +271,6 @@ def test_textless_chunk_with_metadata_follows_the_unit_being_built() -> None:
     assert out[0] == "Hello " and out[1] is marker and len(out) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BufferStage puts held text-less chunks after every unit of the call, "
-    "not after the unit that was being built when they arrived (reported to the engine owner)",
-)
 def test_textless_chunk_goes_right_after_its_unit_when_one_call_completes_several() -> None:
     stage = BufferStage(hs.new_buffer("word"))
     marker = StreamChunk("", metadata={"k": 1})
