@@ -36,7 +36,7 @@ def test_empty_text_is_zero_tokens() -> None:
 
 
 @pytest.mark.parametrize(
-    "text", [" ", "\n", "\t", "   \n\n  ", "a", ".", "7", "😀", "我", "\u200b", "\x00", "\r\n"], ids=repr
+    "text", [" ", "\n", "\t", "   \n\n  ", "a", ".", "7", "😀", "我", "\u200b", "\x00", "\r\n", "\ud800"], ids=repr
 )
 def test_any_non_empty_text_is_at_least_one_token(text: str) -> None:
     n = estimate_tokens(text)
@@ -308,6 +308,18 @@ def test_long_texts_are_cut_where_the_count_does_not_change(cl100k: Any, bench: 
     assert sum(count(p) for p in parts) == count(text)
     cjk = "我家附近有一家很小的书店" * 100  # nowhere to cut: cut anywhere, lose nothing
     assert "".join(tokens._parts(cjk, 256)) == cjk
+
+
+def test_the_benchmark_script_runs_without_bpe_openai(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bench = load_benchmark()
+    monkeypatch.setitem(sys.modules, "bpe_openai", None)
+    monkeypatch.setattr(bench, "speed_samples", lambda: bench.slices(bench.load_corpus("english"), n=50))
+    assert bench.main(["--check"]) == 0
+    out = capsys.readouterr().out
+    assert "bpe-openai is not installed" in out and "not compared" in out and "MISSES" not in out
+    assert "len(text) // 4" in out
 
 
 def test_the_benchmark_script_runs(cl100k: Any, bench: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
