@@ -1,0 +1,199 @@
+"""The command line, run as a user would: ``python -m helixstream ...`` in a subprocess."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import urllib.request
+from typing import List
+
+import pytest
+
+import helixstream as hs
+
+from .llm_server import LLMServer
+
+FAST = ["--tps", "5000", "--first-token-delay", "0", "--seed", "1"]
+
+
+def helix(*args: str, input: str = "", env: dict = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    if not (env and "OPENAI_BASE_URL" in env):
+        full_env.pop("OPENAI_BASE_URL", None)
+    return subprocess.run(
+        [sys.executable, "-m", "helixstream", *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+    )
+
+
+def sentences(text: str) -> List[str]:
+    buf = hs.new_buffer("sentence")
+    units = buf.add(text)
+    rest = buf.flush()
+    return [u.strip() for u in units + [rest] if u.strip()]
+
+
+def test_demo_prints_each_sentence_on_its_own_line_and_a_summary():
+    done = helix("demo", *FAST)
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stdout.splitlines() if line]
+    assert lines == sentences("".join(hs.SimulatedLLM().tokens))
+    assert "Dr. Smith's favourite number, 3.14, survives intact" in done.stdout
+    summary = done.stderr.strip().splitlines()[-1]
+    assert re.match(r"\d+ tokens, \d+ chunks in [\d.]+s; first chunk after [\d.]+s; [\d.]+ tokens/s", summary)
+    assert summary.startswith(f"{len(hs.SimulatedLLM())} tokens")
+
+
+def test_demo_other_buffers():
+    done = helix("demo", "--buffer", "paragraph", *FAST)
+    assert done.returncode == 0, done.stderr
+    paragraphs = [p for p in done.stdout.split("\n\n") if p.strip()]
+    assert len(paragraphs) == 3
+
+
+def test_demo_streams_from_an_openai_compatible_endpoint():
+    with LLMServer() as server:
+        server.pieces = ["The sky", " is blue", ". Grass", " is green."]
+        server.usage = (7, 11)
+        done = helix("demo", "--base-url", server.url + "/v1", "--model", "test-model")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["The sky is blue.", "Grass is green."]
+    assert done.stderr.strip().splitlines()[-1].startswith("11 tokens")
+
+
+def test_demo_takes_the_base_url_from_the_environment():
+    with LLMServer() as server:
+        server.pieces = ["Hi there."]
+        done = helix("demo", "--model", "m", env={"OPENAI_BASE_URL": server.url + "/v1"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "Hi there."
+
+
+def test_demo_with_an_unreachable_endpoint_is_a_one_line_error():
+    done = helix("demo", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--timeout", "5")
+    assert done.returncode == 1
+    assert done.stderr.strip().startswith("helixstream: error: cannot reach")
+    assert "Traceback" not in done.stderr
+
+
+def test_demo_base_url_needs_a_model():
+    done = helix("demo", "--base-url", "http://127.0.0.1:9/v1")
+    assert done.returncode == 1 and "--model" in done.stderr
+
+
+@pytest.mark.parametrize("buffer", ["word", "sentence", "line", "paragraph", "character", "token"])
+def test_pipe_is_lossless_for_every_buffer(buffer):
+    text = "Hello wor" + "ld. Dr. Smith — 3.14 café 你好。\r\nNext line\n\nNew para  with  spaces "
+    done = helix("pipe", "--buffer", buffer, input=text)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == text.replace("\r\n", "\n")  # text mode on our side of the pipe
+
+
+def test_pipe_with_progress_prints_a_summary_on_stderr():
+    done = helix("pipe", "--progress", "--rate", "100000", input="one two three four")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "one two three four"
+    assert re.search(r"\d+ tokens, 4 chunks", done.stderr)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--bogus"], ["demo", "--buffer", "bogus"], ["demo", "--tps", "0"], ["pipe", "--rate", "-1"],
+     ["serve", "--port", "x"], ["nosuchcommand"], []],
+)
+def test_bad_flags_give_one_line_and_exit_code_2(args):
+    done = helix(*args)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert re.match(r"helixstream( \w+)?: error: ", lines[0]), lines[0]
+
+
+@pytest.mark.parametrize("command", [[], ["demo"], ["pipe"], ["serve"]])
+def test_help_for_each_command(command):
+    done = helix(*command, "--help")
+    assert done.returncode == 0
+    assert done.stdout.startswith("usage: helixstream")
+
+
+def test_the_installed_console_script_runs():
+    exe = os.path.join(os.path.dirname(sys.executable), "helixstream")
+    if not os.path.exists(exe):
+        pytest.skip("the console script is not installed next to this interpreter")
+    done = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 and done.stdout.startswith("helixstream ")
+
+
+def _start(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("OPENAI_BASE_URL", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "helixstream", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def test_ctrl_c_during_demo_ends_cleanly_without_a_traceback():
+    proc = _start("demo", "--tps", "5", "--first-token-delay", "0")
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # the first sentence: the stream is running
+        assert first.strip()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert "Traceback" not in err and "interrupted" in err
+
+
+def test_serve_shows_a_page_and_streams_events_then_stops_on_ctrl_c():
+    proc = _start("serve", "--port", "0", *FAST)
+    try:
+        assert proc.stderr is not None
+        banner = proc.stderr.readline()
+        match = re.search(r"http://127\.0\.0\.1:(\d+)/", banner)
+        assert match, banner
+        url = match.group(0)
+        with urllib.request.urlopen(url, timeout=10) as page:
+            html = page.read().decode()
+        assert "EventSource" in html and "<progress" in html
+        events = []
+        with urllib.request.urlopen(url + "events", timeout=10) as response:
+            assert response.headers["Content-Type"].startswith("text/event-stream")
+            event: dict = {}
+            for raw in response:  # the event-stream rules, enough for this server's output
+                line = raw.decode().rstrip("\n")
+                if not line:
+                    if event:
+                        event["data"] = "\n".join(event["data"])
+                        events.append(event)
+                    if event.get("event") == "done":
+                        break
+                    event = {}
+                elif not line.startswith(":"):
+                    field, _, value = line.partition(": ")
+                    if field == "data":
+                        event.setdefault("data", []).append(value)
+                    else:
+                        event[field] = value
+        text = "".join(e["data"] for e in events if "event" not in e)
+        assert text == "".join(hs.SimulatedLLM().tokens)
+        progress = [json.loads(e["data"]) for e in events if e.get("event") == "progress"]
+        assert progress[-1] == {"received": len(hs.SimulatedLLM()), "total": len(hs.SimulatedLLM())}
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0
+    assert "Traceback" not in err
