@@ -441,6 +441,7 @@ def test_closing_the_output_closes_a_blocked_sdk_stream_from_the_stopping_thread
 
 
 def test_a_generator_given_to_from_sse_is_closed_by_the_reading_thread() -> None:
+    reading = threading.Event()
     release = threading.Event()
     closed_in: List[str] = []
 
@@ -448,6 +449,7 @@ def test_a_generator_given_to_from_sse_is_closed_by_the_reading_thread() -> None
         try:
             yield "data: " + json.dumps(chat_chunk("a"))
             yield ""
+            reading.set()
             release.wait(5)  # a read that takes a while
             yield ": tick"
         finally:
@@ -455,6 +457,7 @@ def test_a_generator_given_to_from_sse_is_closed_by_the_reading_thread() -> None
 
     output, _ = hs.ChunkAggregator().aggregate_chunks(from_sse(lines()))
     assert next(output).content == "a"
+    assert reading.wait(5)
     output._core.cancel()  # noqa: SLF001 - close without waiting, as from another thread
     assert closed_in == []  # not closed from here: it is running in the worker
     release.set()
