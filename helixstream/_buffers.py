@@ -401,7 +401,8 @@ class SentenceBuffer(Buffer):
       them, so ``etc. Then`` ends a sentence;
     * an abbreviation that comes before a number (months, units, references:
       ``Jan. 5``, ``Fig. 3``, ``5 ft. 3 in.``, ``No. 7``) does not end a sentence before
-      a digit, and does before a capital (``It was Jan. Then...``);
+      a digit on the same line, and does before a capital (``It was Jan. Then...``) or
+      a numbered list on the next line (``It takes 5 min.\n2. Next``);
     * a list marker at the start of a line or sentence (``1.``, ``a.``, ``IV.``) does
       not end one;
     * a single capital letter is an initial, not an end, after a capitalised word or
@@ -618,8 +619,8 @@ class SentenceBuffer(Buffer):
         low = core.lower()
         if low in self._titles or low in self._continuing:
             return False
-        if nxt.isdigit() and low in self._numeric:
-            return False
+        if nxt.isdigit() and low in self._numeric and not breaks:
+            return False  # "Fig. 3", but not "5 min.\n2. Next step"
         if at_line_start and core and _LIST_MARKER.match(core):
             return False
         if len(core) == 1 and _INITIAL.match(core):

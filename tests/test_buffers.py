@@ -378,6 +378,7 @@ SENTENCE_CASES = [
     # numbered lists at the start of a line or sentence
     ("list-at-line-start", "Steps:\n1. Open it.\n2. Close it.", ["Steps:\n1. Open it.\n", "2. Close it."]),
     ("list-at-sentence-start", "1. First item. 2. Second item.", ["1. First item. ", "2. Second item."]),
+    ("numeric-abbreviation-before-list-on-next-line", "It takes 5 min.\n2. Next step.", ["It takes 5 min.\n", "2. Next step."]),
     ("list-letters", "a. Apples\nb. Pears", ["a. Apples\nb. Pears"]),
     ("list-roman", "I. Introduction\nII. Methods", ["I. Introduction\nII. Methods"]),
     ("word-of-roman-letters-ends", "Civil. Then war.", ["Civil. ", "Then war."]),
