@@ -42,7 +42,7 @@ from ._sse import (
     stream_chunks_to_sse,
 )
 from ._streamer import EnhancedStreamer, StreamConfig
-from ._tokens import TokenCounter, estimate_tokens
+from ._tokens import TokenCounter, bpe_counter, encoding_name_for, estimate_tokens
 
 __version__ = "0.1.0"
 
@@ -85,6 +85,8 @@ __all__ = [
     "TokenBuffer",
     "TokenCounter",
     "WordBuffer",
+    "bpe_counter",
+    "encoding_name_for",
     "estimate_tokens",
     "format_sse_comment",
     "format_sse_event",
