@@ -62,7 +62,8 @@ stream reads it::
 the exception ``func`` raised); when the reader stops the stream, the next ``send``
 raises :class:`~helixstream.StreamClosedError`, which ``run`` takes as the signal to
 stop. The LangChain recipe: a callback handler whose ``on_llm_new_token`` sends the
-token, with ``raise_error = True`` so that this error stops the model run::
+token, with ``raise_error = True`` so that this error stops the model run (the model
+must stream, e.g. ``ChatOpenAI(model=..., streaming=True)``)::
 
     from langchain_core.callbacks import BaseCallbackHandler
 
