@@ -17,7 +17,13 @@ from ._buffers import (
 )
 from ._chunk import StreamChunk
 from ._config import OptimizationService, StreamingSettings, load_config
-from ._errors import ConfigError, HelixStreamError, StreamClosedError, StreamDecodeError
+from ._errors import (
+    ConfigError,
+    HelixStreamError,
+    StreamClosedError,
+    StreamDecodeError,
+    UpstreamError,
+)
 from ._progress import (
     ProgressCallback,
     ProgressStage,
@@ -84,6 +90,7 @@ __all__ = [
     "ThrottledCallback",
     "TokenBuffer",
     "TokenCounter",
+    "UpstreamError",
     "WordBuffer",
     "bpe_counter",
     "encoding_name_for",

@@ -48,8 +48,9 @@ class AggregatedStream:
 class AggregateStage:
     """The last stage of a stream: numbers chunks and records what went through.
 
-    ``str`` items become :class:`StreamChunk` objects numbered from 0; chunks pass
-    through unchanged. :meth:`result` may be called from any thread at any time.
+    ``str`` items become :class:`StreamChunk` objects; every chunk leaves numbered by its
+    place in the stream, from 0 (a chunk from the source that carries another index is
+    copied, not changed). :meth:`result` may be called from any thread at any time.
     """
 
     name = "aggregate"
@@ -83,6 +84,9 @@ class AggregateStage:
             tokens = None
         else:
             chunk = item
+            if chunk.index != len(self._contents):
+                # number it by its place in this stream; the source's object is not changed
+                chunk = attrs.evolve(chunk, index=len(self._contents))
             text = chunk.content
             tokens = chunk.tokens
             usage = chunk.metadata.get(self._usage_key) if chunk.metadata else None

@@ -64,7 +64,9 @@ class Decoder:
             return item  # type: ignore[return-value]
         if isinstance(item, (bytes, bytearray, memoryview)):
             return self._decode(bytes(item), final=False)
-        if isinstance(item, (str, StreamChunk)):  # subclasses
+        if isinstance(item, str):  # a str subclass: a plain str from here on
+            return str(item)
+        if isinstance(item, StreamChunk):
             return item
         raise TypeError(
             f"stream item {index} is {cls.__name__}; expected str, bytes or StreamChunk"

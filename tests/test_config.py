@@ -147,7 +147,7 @@ def test_service_guide_example(tmp_path):
 def test_service_disabled_passes_chunks_through_untouched():
     svc = hs.OptimizationService({"optimization": {"streaming": {"enabled": False, "buffer_type": "sentence"}}})
     assert not svc.enabled
-    mine = hs.StreamChunk("x", index=9, metadata={"m": 1})
+    mine = hs.StreamChunk("x", index=2, metadata={"m": 1})
     calls = []
     output, get_result = svc.stream_enhanced(["Hel", "lo. ", mine], calls.append)
     got = list(output)

@@ -529,3 +529,15 @@ def test_stopping_closes_an_sdk_style_source_while_its_generator_is_blocked(thre
     result = get_result()
     assert result.cancelled and result.error is None
     thread_baseline()
+
+
+def test_str_subclasses_are_plain_text_to_every_stage():
+    class Tagged(str):
+        pass
+
+    calls: List[Any] = []
+    output, _ = hs.EnhancedStreamer().stream_enhanced([Tagged("ab "), Tagged("cd")], calls.append)
+    got = list(output)
+    assert [c.content for c in got] == ["ab ", "cd"]
+    assert all(type(c.content) is str for c in got)
+    assert calls[-1].chunks_received == 2

@@ -140,11 +140,14 @@ def test_chunk_aggregator_guide_example():
     assert result.duration >= 0 and result.tokens_per_second >= 0
 
 
-def test_chunk_aggregator_passes_chunks_through_unchanged():
-    chunk = hs.StreamChunk("x", index=7, metadata={"k": 1})
-    output, _ = hs.ChunkAggregator().aggregate_chunks([chunk])
-    (got,) = list(output)
-    assert got is chunk
+def test_chunk_aggregator_passes_chunks_through_numbered_by_position():
+    first = hs.StreamChunk("x", index=0, metadata={"k": 1})
+    second = hs.StreamChunk("y", index=7, metadata={"k": 2}, tokens=3)
+    output, _ = hs.ChunkAggregator().aggregate_chunks([first, second])
+    got = list(output)
+    assert got[0] is first  # already numbered right: the very object
+    assert got[1] is not second and second.index == 7  # the source's chunk is not changed
+    assert (got[1].index, got[1].content, got[1].metadata, got[1].tokens) == (1, "y", {"k": 2}, 3)
 
 
 def test_stream_aggregator_guide_example():
