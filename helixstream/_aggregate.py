@@ -69,7 +69,6 @@ class AggregateStage:
         self._uncounted: List[int] = []  # indexes of contents without a reported count
         self._usage: Optional[int] = None  # a total reported by the source at the end
         self._usage_key = usage_key
-        self._chars = 0
         self._start = clock()
         self._first: Optional[float] = None
         self._end: Optional[float] = None
@@ -78,29 +77,29 @@ class AggregateStage:
         self._cache: Optional[Tuple[int, int]] = None  # (chunks counted, tokens)
 
     def __call__(self, item: Any) -> List[Any]:
+        # Only the stream's worker calls this, so the writes need no lock: appends are
+        # atomic, and result() copies the lists in an order that keeps them consistent.
+        contents = self._contents
+        n = len(contents)
+        if self._first is None:
+            self._first = self._clock()
         if item.__class__ is str:
-            text = item
-            chunk = StreamChunk(text, len(self._contents))
-            tokens = None
-        else:
-            chunk = item
-            if chunk.index != len(self._contents):
-                # number it by its place in this stream; the source's object is not changed
-                chunk = attrs.evolve(chunk, index=len(self._contents))
-            text = chunk.content
-            tokens = chunk.tokens
-            usage = chunk.metadata.get(self._usage_key) if chunk.metadata else None
+            contents.append(item)
+            self._uncounted.append(n)
+            return [StreamChunk(item, n)]
+        chunk = item
+        if chunk.index != n:
+            # number it by its place in this stream; the source's object is not changed
+            chunk = attrs.evolve(chunk, index=n)
+        if chunk.metadata:
+            usage = chunk.metadata.get(self._usage_key)
             if usage is not None:
                 self._note_usage(usage)
-        with self._lock:
-            if self._first is None:
-                self._first = self._clock()
-            if tokens is None:
-                self._uncounted.append(len(self._contents))
-            else:
-                self._reported += tokens
-            self._contents.append(text)
-            self._chars += len(text)
+        contents.append(chunk.content)
+        if chunk.tokens is None:
+            self._uncounted.append(n)
+        else:
+            self._reported += chunk.tokens
         return [chunk]
 
     def _note_usage(self, usage: Any) -> None:
@@ -129,15 +128,15 @@ class AggregateStage:
                 self._end = self._clock()
                 self._cancelled = True
 
-    def _tokens(self) -> int:
+    def _tokens(self, contents: List[str], uncounted: List[int], reported: int) -> int:
         # called with the lock held
         if self._usage is not None:
             return self._usage
-        n = len(self._contents)
+        n = len(contents)
         if self._cache is not None and self._cache[0] == n:
             return self._cache[1]
-        text = "".join(self._contents[i] for i in self._uncounted)
-        total = self._reported + (self._count(text) if text else 0)
+        text = "".join(contents[i] for i in uncounted if i < n)
+        total = reported + (self._count(text) if text else 0)
         self._cache = (n, total)
         return total
 
@@ -146,14 +145,17 @@ class AggregateStage:
         with self._lock:
             end = self._end if self._end is not None else self._clock()
             duration = max(0.0, end - self._start)
-            tokens = self._tokens()
-            contents = list(self._contents)
+            reported = self._reported
+            uncounted = list(self._uncounted)
+            contents = list(self._contents)  # after the indexes: it holds all they name
+            tokens = self._tokens(contents, uncounted, reported)
+            full = "".join(contents)
             return AggregatedStream(
-                full_content="".join(contents),
+                full_content=full,
                 chunks=contents,
                 chunk_count=len(contents),
                 total_tokens=tokens,
-                character_count=self._chars,
+                character_count=len(full),
                 duration=duration,
                 tokens_per_second=tokens / duration if duration > 0 else 0.0,
                 time_to_first_chunk=None if self._first is None else self._first - self._start,
@@ -184,6 +186,7 @@ def aggregate(
     queue_size: int = 256,
     clock: Callable[[], float] = time.monotonic,
     close_timeout: float = 1.0,
+    prefetch: bool = False,
 ) -> Tuple[ChunkStream, Callable[[], AggregatedStream]]:
     """Run ``source`` through ``stages`` and an aggregation stage."""
     stage = AggregateStage(counter, clock)
@@ -194,6 +197,7 @@ def aggregate(
         name=name,
         queue_size=queue_size,
         close_timeout=close_timeout,
+        prefetch=prefetch,
     )
     return stream, _result_of(stream, stage)
 

@@ -99,6 +99,8 @@ _WORD_CUT = re.compile(
     rf"|(?![{_CJK_OPEN}])[{_CJK}](?=[^{_WS}{_CJK_ATTACH}])"
 )
 _LINE_CUT = re.compile(r"\n|\r(?=[^\n])")
+#: Every whitespace character of ``_WS``, for membership tests.
+_SPACES = frozenset(c for c in map(chr, range(0x3001)) if re.fullmatch(f"[{_WS}]", c))
 _WS_RUN = re.compile(rf"[{_WS}]+")
 _BREAKS = re.compile(_LINE_BREAK)
 
@@ -135,9 +137,17 @@ class Buffer:
             return []
         return self._cut(text, cuts)
 
-    def _cut(self, text: str, cuts: Iterable[int]) -> List[str]:
+    def _cut(self, text: str, cuts: List[int]) -> List[str]:
         # cuts are offsets into ``text``; negative ones fall inside the held text.
         held = self._held
+        if len(cuts) == 1 and cuts[0] >= 0:  # the usual case
+            cut = cuts[0]
+            parts = self._parts
+            unit = "".join(parts) + text[:cut] if parts else text[:cut]
+            rest = text[cut:]
+            self._parts = [rest] if rest else []
+            self._held = len(rest)
+            return [unit] if unit else []
         whole = "".join(self._parts) + text if self._parts else text
         out: List[str] = []
         start = 0
@@ -211,15 +221,23 @@ class _RegexBuffer(Buffer):
         super().__init__()
         self._after_reset()
 
+    #: Every match of ``_pattern`` starts at a character of this class: where there is
+    #: none, there is nothing to find (a cheap test that skips most fragments).
+    _trigger: "re.Pattern[str]"
+
     def _scan(self, text: str) -> List[int]:
         ctx = self._ctx
         n = len(ctx)
         window = ctx + text if ctx else text
         self._ctx = window[-self._context :]
+        hit = self._trigger.search(window, n - 1 if n else 0)
+        if hit is None:
+            self._cut_at_end = False
+            return []
         # A match ending exactly where the earlier text ended was either reported then
         # or was waiting for the character that has now arrived.
         first = n if self._cut_at_end else n - 1
-        cuts = [m.end() - n for m in self._pattern.finditer(window, max(n - 1, 0)) if m.end() > first]
+        cuts = [m.end() - n for m in self._pattern.finditer(window, hit.start()) if m.end() > first]
         self._cut_at_end = bool(cuts) and cuts[-1] == len(text)
         return cuts
 
@@ -242,6 +260,41 @@ class WordBuffer(_RegexBuffer):
 
     buffer_type = BufferType.WORD
     _pattern = _WORD_CUT
+    _trigger = re.compile(f"[{_WS}{_CJK}]")
+    _space = re.compile(f"[{_WS}]")
+    _cjk = re.compile(f"[{_CJK}]")
+
+    def _scan(self, text: str) -> List[int]:
+        ctx = self._ctx
+        n = len(ctx)
+        start = n - 1 if n else 0
+        window = ctx + text if ctx else text
+        if not (text.isascii() and ctx.isascii()) and self._cjk.search(window, start):
+            return super()._scan(text)  # the full rules
+        # No CJK: a word ends after the whitespace character that follows it. This is
+        # the same rule as the pattern's, done by hand because it is the hot path.
+        self._ctx = window[-2:]
+        space = self._space.search
+        hit = space(window, start)
+        if hit is None:
+            self._cut_at_end = False
+            return []
+        first = n if self._cut_at_end else n - 1
+        size = len(window)
+        cuts: List[int] = []
+        while hit is not None:
+            p = hit.start()
+            end = 0
+            if p and window[p - 1] not in _SPACES:
+                if window[p] != "\r":
+                    end = p + 1
+                elif p + 1 < size:
+                    end = p + 2 if window[p + 1] == "\n" else p + 1
+            if end > first:
+                cuts.append(end - n)
+            hit = space(window, max(p + 1, end))
+        self._cut_at_end = bool(cuts) and cuts[-1] == len(text)
+        return cuts
 
 
 class LineBuffer(_RegexBuffer):
@@ -249,6 +302,7 @@ class LineBuffer(_RegexBuffer):
 
     buffer_type = BufferType.LINE
     _pattern = _LINE_CUT
+    _trigger = re.compile("[\r\n]")
     _context = 1
 
 

@@ -44,6 +44,7 @@ FILE_KEYS = (
     "max_delay",
     "queue_size",
     "close_timeout",
+    "prefetch",
 )
 
 
@@ -213,5 +214,6 @@ class OptimizationService:
                 counter=cfg.token_counter,
                 queue_size=cfg.queue_size,
                 close_timeout=cfg.close_timeout,
+                prefetch=cfg.prefetch,
             )
         return self.streamer.stream_enhanced(stream, callback, stop)

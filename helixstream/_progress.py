@@ -86,11 +86,11 @@ class ProgressTracker:
         with self._lock:
             self._start = self._clock()
             self._tokens = 0
+            self._uncounted: List[str] = []  # text whose tokens are counted when asked
             self._chunks = 0
             self._chars = 0
             self._first_at: Optional[float] = None
-            self._first_tokens = 0
-            self._last_at: Optional[float] = None
+            self._first: Any = 0  # the first tokens: a count, or text to count
             self._done = False
 
     def set_estimated_tokens(self, n: int) -> None:
@@ -104,23 +104,55 @@ class ProgressTracker:
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"token count must be an int >= 0 (got {n!r})")
         with self._lock:
-            self._add(n, self._clock())
+            self._tokens += n
+            if n and self._first_at is None:
+                self._first_at = self._clock()
+                self._first = n
 
     def update(self, text: str, tokens: Optional[int] = None) -> None:
-        """Record one chunk: its text, and its token count if known (else counted)."""
-        if tokens is None:
-            tokens = self._count(text) if text else 0
-        with self._lock:
-            self._chunks += 1
-            self._chars += len(text)
-            self._add(tokens, self._clock())
+        """Record one chunk: its text, and its token count if known.
 
-    def _add(self, n: int, now: float) -> None:
-        if n and self._first_at is None:
-            self._first_at = now
-            self._first_tokens = n
-        self._tokens += n
-        self._last_at = now
+        Text without a count is counted when progress is asked for, all at once: a
+        token counter is more accurate, and much cheaper, on whole text than on
+        fragments.
+        """
+        with self._lock:
+            self._record(text, tokens)
+
+    def _update_chunks(self, chunks: List[Any]) -> None:
+        """Record several chunks (``str`` or :class:`StreamChunk`) at once."""
+        with self._lock:
+            record = self._record
+            for chunk in chunks:
+                if chunk.__class__ is str:
+                    record(chunk, None)
+                else:
+                    record(chunk.content, chunk.tokens)
+
+    def _record(self, text: str, tokens: Optional[int]) -> None:
+        # called with the lock held
+        self._chunks += 1
+        self._chars += len(text)
+        if tokens is None:
+            if text:
+                self._uncounted.append(text)
+                if self._first_at is None:
+                    self._first_at = self._clock()
+                    self._first = text
+        else:
+            self._tokens += tokens
+            if tokens and self._first_at is None:
+                self._first_at = self._clock()
+                self._first = tokens
+
+    def _count_pending(self) -> int:
+        # called with the lock held
+        if self._uncounted:
+            self._tokens += self._count("".join(self._uncounted))
+            self._uncounted = []
+        if self._first.__class__ is str:
+            self._first = self._count(self._first)
+        return self._tokens
 
     def finish(self) -> StreamProgress:
         """Mark the stream done and return the final progress."""
@@ -133,12 +165,12 @@ class ProgressTracker:
         with self._lock:
             now = self._clock()
             elapsed = max(0.0, now - self._start)
-            tokens = self._tokens
+            tokens = self._count_pending()
             est = self._estimated
             rate = 0.0
             if self._first_at is not None:
                 span = now - self._first_at
-                after_first = tokens - self._first_tokens
+                after_first = tokens - self._first
                 if span > 0 and after_first > 0:
                     rate = after_first / span
             percent: Optional[float] = None
@@ -263,21 +295,35 @@ class ProgressStage:
     ) -> None:
         self.tracker = ProgressTracker(estimated_tokens, clock=clock, counter=counter)
         self._notify = ThrottledCallback(callback, interval, clock)
+        self._clock = clock
+        self._interval = self._notify.interval
+        self._next = float("-inf")  # when the callback may run again
+        self._pending: List[Any] = []  # chunks not yet given to the tracker
         self._final_sent = False
 
     def __call__(self, item: Any) -> List[Any]:
-        if item.__class__ is str:
-            self.tracker.update(item)
-        else:
-            self.tracker.update(item.content, item.tokens)
-        notify = self._notify
-        if notify.due():
-            notify(self.tracker.get_progress())
+        # The hot path: note the chunk; hand the tracker everything at once when a
+        # report is due (the first chunk's report goes out at once).
+        self._pending.append(item)
+        if self._clock() >= self._next:
+            self._report()
         return [item]
+
+    def _catch_up(self) -> None:
+        pending, self._pending = self._pending, []
+        if pending:
+            self.tracker._update_chunks(pending)  # noqa: SLF001 - same module
+
+    def _report(self) -> None:
+        self._catch_up()
+        progress = self.tracker.get_progress()
+        self._next = self._clock() + self._interval
+        self._notify(progress)
 
     def _final(self) -> None:
         if not self._final_sent:
             self._final_sent = True
+            self._catch_up()
             self._notify(self.tracker.finish())
 
     def flush(self) -> List[Any]:

@@ -143,7 +143,19 @@ def _close_quietly(obj: Any) -> None:
 
 
 class _Core:
-    """The shared state of one stream; the worker threads hold this, not the ChunkStream."""
+    """The shared state of one stream. Worker threads hold this, never the ChunkStream.
+
+    The pipeline itself (read the source, run the stages, release batches of output) is
+    one generator, :meth:`_produce`. Where it runs is the *placement*:
+
+    - ``inline``: the reader's own thread drives it, inside ``next()``. No thread and
+      no hand-off: the cheapest placement, used when no stage needs a timer.
+    - ``driven``: a worker thread drives it and hands batches to the reader through a
+      bounded queue (``prefetch=True``, or an inline stream promoted when the reader
+      asks for ``next_within``, which needs the source read elsewhere).
+    - ``timed``: a stage needs a timer, so the source gets a pump thread of its own and
+      a stage thread runs the stages, waking on their deadlines.
+    """
 
     def __init__(
         self,
@@ -153,6 +165,7 @@ class _Core:
         name: str,
         queue_size: int,
         result: Optional[Callable[[], Any]],
+        prefetch: bool = False,
     ) -> None:
         self.id = next(_ids)
         self.name = name
@@ -160,27 +173,35 @@ class _Core:
         self.source = source
         self.iterator: Optional[Iterator[Any]] = None
         self.stop = threading.Event()  # the internal stop signal stages wait on
+        self.queue_size = queue_size
         self.out = _Pipe(queue_size)
         self.mid: Optional[_Pipe] = None
         self.result = result
         self.error: Optional[BaseException] = None
         self.cancelled = False
-        self.finished = False  # the last item (END or a failure) was queued
+        self.finished = False  # the last batch (END or a failure) was released
         self.threads: List[threading.Thread] = []
         self._lock = threading.Lock()
+        self._gen_lock = threading.Lock()  # held while the reader drives the pipeline
         self._live = 0
         self._in_source = False
         self._source_closed = False
         self._iterator_closed = False
         self._unwatch: Callable[[], None] = _noop
-        timed = [s for s in self.stages if callable(getattr(s, "time_left", None))]
-        self.timed = timed
-        if timed:
+        self.timed = [s for s in self.stages if callable(getattr(s, "time_left", None))]
+        self._gen: Optional[Iterator[List[Any]]] = None
+        if self.timed:
+            self.placement = "timed"
             self.mid = _Pipe(queue_size)
             self._spawn(self._pump, "source")
             self._spawn(self._run_stages, self._stage_names())
         else:
-            self._spawn(self._run_inline, "source+" + self._stage_names())
+            self._gen = self._produce()
+            if prefetch:
+                self.placement = "driven"
+                self._spawn(self._drive, "source+" + self._stage_names())
+            else:
+                self.placement = "inline"
         for stage in self.stages:
             bind = getattr(stage, "bind", None)
             if bind is not None:
@@ -194,15 +215,17 @@ class _Core:
         names = [getattr(s, "name", type(s).__name__) for s in self.stages]
         return "+".join(names) or "passthrough"
 
-    def _spawn(self, target: Callable[[], None], what: str) -> None:
+    def _spawn(self, target: Callable[[], None], what: str) -> threading.Thread:
         t = threading.Thread(
             target=self._thread_main,
             args=(target,),
             name=f"helixstream-{self.id}-{self.name}-{what}",
             daemon=True,
         )
-        self._live += 1
+        with self._lock:
+            self._live += 1
         self.threads.append(t)
+        return t
 
     def _thread_main(self, target: Callable[[], None]) -> None:
         try:
@@ -213,17 +236,30 @@ class _Core:
                 last = self._live == 0
             if last:
                 self._close_source()
-                self._unwatch()
-                self._unwatch = _noop
+                self._release_stop()
+
+    def _release_stop(self) -> None:
+        unwatch, self._unwatch = self._unwatch, _noop
+        unwatch()
+
+    def promote(self) -> None:
+        """Move an inline pipeline to a worker thread (the reader wants to wait with a
+        timeout, so the source must be read elsewhere)."""
+        with self._lock:
+            if self.placement != "inline" or self.cancelled or self.finished:
+                return
+            self.placement = "driven"
+        self._spawn(self._drive, "source+" + self._stage_names()).start()
 
     # --- stopping --------------------------------------------------------------------
     def cancel(self) -> None:
         """Stop the stream: wake every thread and close the source. Never blocks."""
         with self._lock:
-            if self.cancelled or self.finished or self._live == 0:
+            if self.cancelled or self.finished:
                 return
             self.cancelled = True
             in_source = self._in_source
+            inline = self.placement == "inline"
         self.stop.set()
         self.out.close()
         if self.mid is not None:
@@ -231,13 +267,30 @@ class _Core:
         if in_source:
             # Closing a network response from here is what unblocks a read in progress
             # (and stops the upstream request). A generator can only be closed by the
-            # thread running it: the worker does that as soon as it gets control back.
+            # thread running it, which does so as soon as it gets control back.
             self._close_source(outside=True)
+        if inline and self._gen_lock.acquire(blocking=False):
+            # Nobody is driving the pipeline: wind it up here.
+            try:
+                self._close_pipeline()
+            finally:
+                self._gen_lock.release()
+
+    def _close_pipeline(self) -> None:
+        gen = self._gen
+        if gen is None:
+            return
+        started = inspect.getgeneratorstate(gen) != inspect.GEN_CREATED  # type: ignore[arg-type]
+        gen.close()  # type: ignore[attr-defined]
+        if not started:  # its own clean-up never ran
+            self._abort(None)
+            self._close_source()
+            self._release_stop()
 
     def _close_source(self, outside: bool = False) -> None:
         """Close the source object and, if it is another object, its iterator.
 
-        From another thread (``outside``), generators are left to the worker.
+        From another thread (``outside``), generators are left to the thread running them.
         """
         targets = []
         with self._lock:
@@ -255,7 +308,7 @@ class _Core:
         """Wait for the worker threads to end; True when they all have."""
         deadline = None if timeout is None else time.monotonic() + timeout
         me = threading.current_thread()
-        for t in self.threads:
+        for t in list(self.threads):
             if t is me:
                 continue
             t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
@@ -276,6 +329,10 @@ class _Core:
                 break
             finally:
                 self._in_source = False
+            if raw.__class__ is str:
+                decode.index += 1
+                yield raw
+                continue
             item = decode(raw)
             if type(item) is StreamChunk or isinstance(item, StreamChunk):
                 if item.error is not None:
@@ -294,22 +351,28 @@ class _Core:
     # --- running stages ------------------------------------------------------------
     def _push(self, item: Any, start: int = 0) -> List[Any]:
         """Run one item through the stages from ``start``; return what comes out."""
-        items = [item]
+        items: List[Any] = [item]
         stages = self.stages
-        for i in range(start, len(stages)):
-            stage = stages[i]
-            nxt: List[Any] = []
-            try:
-                for it in items:
-                    got = stage(it)
-                    if got:
-                        nxt.extend(got)
-            except BaseException:
-                self._failed_at = i
-                raise
-            if not nxt:
-                return nxt
-            items = nxt
+        i = start
+        try:
+            for i in range(start, len(stages)):
+                stage = stages[i]
+                if len(items) == 1:  # the usual case: one item in, zero or one out
+                    items = stage(items[0])
+                    if items.__class__ is not list:
+                        items = [] if items is None else list(items)
+                else:
+                    nxt: List[Any] = []
+                    for it in items:
+                        got = stage(it)
+                        if got:
+                            nxt.extend(got)
+                    items = nxt
+                if not items:
+                    return items
+        except BaseException:
+            self._failed_at = i
+            raise
         return items
 
     _failed_at = -1
@@ -337,6 +400,8 @@ class _Core:
         return out
 
     def _abort(self, error: Optional[BaseException]) -> None:
+        if error is None and self.finished:
+            return  # it ended before anyone stopped it
         for stage in self.stages:
             abort = getattr(stage, "abort", None)
             if abort is not None:
@@ -345,8 +410,16 @@ class _Core:
                 except Exception:  # noqa: BLE001 - already failing or cancelled
                     pass
 
-    def _fail(self, exc: BaseException, pending: List[Any]) -> None:
-        """Deliver what was produced before ``exc``, then ``exc``."""
+    def _end(self) -> bool:
+        """Mark the stream finished, unless it was cancelled first."""
+        with self._lock:
+            if self.cancelled:
+                return False
+            self.finished = True
+            return True
+
+    def _failure(self, exc: BaseException, pending: List[Any]) -> Optional[List[Any]]:
+        """What was produced before ``exc``, then ``exc``; None if cancelled meanwhile."""
         failed_at = self._failed_at  # -1: the source failed
         out = list(pending)
         try:
@@ -355,39 +428,72 @@ class _Core:
             pass
         self.error = exc
         self._abort(exc)
-        self._finish(out + [_Failure(exc)])
+        if not self._end():
+            return None
+        return out + [_Failure(exc)]
 
-    def _finish(self, items: List[Any]) -> None:
-        with self._lock:
-            if self.cancelled:
-                return
-            self.finished = True
-        try:
-            self.out.put_many(items)
-        except _Closed:
-            pass
+    def _produce(self) -> Iterator[List[Any]]:
+        """The pipeline: batches of output, the last one ending in END or a failure.
 
-    def _run_inline(self) -> None:
-        put = self.out.put_many
-        push = self._push
+        The last batch is released only after the clean-up (source closed, stop event
+        released), since nobody resumes the generator after it.
+        """
         pending: List[Any] = []
+        final: Optional[List[Any]] = None
         try:
             for item in self._source_items():
-                pending = push(item)
+                pending = self._push(item)
                 if pending:
-                    put(pending)
+                    yield pending
                     pending = []
-            pending = []
             self._close_source()
             pending = self._flush_from(0)
-            self._finish(pending + [END])
+            if self._end():
+                final = pending + [END]
         except _Closed:
             self._abort(None)
+        except GeneratorExit:
+            self._abort(None)
+            raise
+        except (KeyboardInterrupt, SystemExit) as exc:
+            # the reader's own thread was interrupted: stop now, deliver nothing more
+            self.error = exc
+            self._end()
+            self._abort(exc)
+            raise
         except BaseException as exc:  # noqa: BLE001 - delivered to the reader
             if self.cancelled:
                 self._abort(None)
             else:
-                self._fail(exc, pending)
+                final = self._failure(exc, pending)
+        finally:
+            self._close_source()
+            self._release_stop()
+        if final is not None:
+            yield final
+
+    def pull(self) -> List[Any]:
+        """Run the inline pipeline in the calling thread until it releases a batch.
+
+        Raises ``StopIteration`` when the stream was cancelled.
+        """
+        with self._gen_lock:
+            gen = self._gen
+            assert gen is not None
+            if self.cancelled:
+                self._close_pipeline()
+                raise StopIteration
+            return next(gen)
+
+    def _drive(self) -> None:
+        gen = self._gen
+        assert gen is not None
+        put = self.out.put_many
+        try:
+            for batch in gen:
+                put(batch)
+        except _Closed:
+            gen.close()  # type: ignore[attr-defined]
 
     def _pump(self) -> None:
         mid = self.mid
@@ -430,6 +536,13 @@ class _Core:
                         out.extend(self._push_many(got, i + 1))
         return out
 
+    def _put_last(self, batch: Optional[List[Any]]) -> None:
+        if batch is not None:
+            try:
+                self.out.put_many(batch)
+            except _Closed:
+                pass
+
     def _run_stages(self) -> None:
         mid = self.mid
         assert mid is not None
@@ -447,11 +560,12 @@ class _Core:
                 for item in batch:
                     if item is END:
                         pending.extend(self._flush_from(0))
-                        self._finish(pending + [END])
+                        if self._end():
+                            self._put_last(pending + [END])
                         return
                     if type(item) is _Failure:
                         self._failed_at = -1
-                        self._fail(item.exc, pending)
+                        self._put_last(self._failure(item.exc, pending))
                         return
                     got = self._push(item)
                     if got:
@@ -468,7 +582,7 @@ class _Core:
             if self.cancelled:
                 self._abort(None)
             else:
-                self._fail(exc, pending)
+                self._put_last(self._failure(exc, pending))
                 self.cancel_upstream()
 
     def cancel_upstream(self) -> None:
@@ -476,9 +590,6 @@ class _Core:
         self.stop.set()
         if self.mid is not None:
             self.mid.close()
-        self._close_source_from_outside()
-
-    def _close_source_from_outside(self) -> None:
         if self._in_source:
             self._close_source(outside=True)
 
@@ -512,6 +623,8 @@ class ChunkStream:
             return item  # type: ignore[no-any-return]
         if item is _EMPTY:
             item = self._refill()
+            if item.__class__ is StreamChunk:
+                return item  # type: ignore[no-any-return]
         return self._deliver(item)
 
     def _deliver(self, item: Any) -> StreamChunk:
@@ -528,8 +641,24 @@ class ChunkStream:
     def _refill(self, timeout: Optional[float] = None) -> Any:
         if self._done:
             raise StopIteration
+        core = self._core
+        if core.placement == "inline":
+            if timeout is None:
+                try:
+                    batch = core.pull()
+                except StopIteration:
+                    self._done = True
+                    raise
+                except BaseException:
+                    self._done = True
+                    raise
+                if len(batch) == 1:
+                    return batch[0]
+                self._batch = it = iter(batch)
+                return next(it)
+            core.promote()
         try:
-            batch = self._core.out.get_all(timeout)
+            batch = core.out.get_all(timeout)
         except _Closed:
             self._done = True
             raise StopIteration from None
@@ -597,9 +726,15 @@ def run_stages(
     queue_size: int = 256,
     result: Optional[Callable[[], Any]] = None,
     close_timeout: float = 1.0,
+    prefetch: bool = False,
 ) -> ChunkStream:
-    """Start a stream of ``source`` through ``stages``; return its output."""
+    """Start a stream of ``source`` through ``stages``; return its output.
+
+    Args:
+        prefetch: read the source ahead in a worker thread from the start (otherwise
+            the reader's thread runs the pipeline unless a stage needs a timer).
+    """
     if source is None or not hasattr(source, "__iter__") and not hasattr(source, "__next__"):
         raise TypeError(f"source must be an iterable, not {type(source).__name__}")
-    core = _Core(source, stages, stop, name, queue_size, result)
+    core = _Core(source, stages, stop, name, queue_size, result, prefetch)
     return ChunkStream(core, close_timeout)

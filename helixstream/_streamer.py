@@ -33,6 +33,11 @@ def _validate(**rules: Any) -> Callable[[Any, Any, Any], None]:
     return check
 
 
+def _check_bool(instance: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{attribute.name!r} must be true or false (got {value!r})")
+
+
 def _check_counter(instance: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
     if value is not None and not callable(value):
         raise ConfigError(
@@ -58,6 +63,12 @@ class StreamConfig:
         token_counter: counts the tokens of text whose count the source did not report
             (None: the built-in estimator).
         close_timeout: seconds ``close()`` waits for the stream's threads to end.
+        prefetch: read the source ahead in a worker thread from the start, up to
+            ``queue_size`` chunks. By default the pipeline runs in the thread that reads
+            the output (no hand-off between threads, which is what lets a process run
+            a thousand streams at once), and a worker thread is started only when one is
+            needed: for ``max_delay`` timers, or when the reader waits with a timeout
+            (``next_within``, as Server-Sent Events keep-alives do).
 
     Assigning a field later is checked the same way.
 
@@ -84,6 +95,7 @@ class StreamConfig:
         default=None, validator=_check_counter, eq=False
     )
     close_timeout: float = attrs.field(default=1.0, converter=_duration("close_timeout"))
+    prefetch: bool = attrs.field(default=False, validator=_check_bool)
 
 
 class EnhancedStreamer:
@@ -119,6 +131,7 @@ class EnhancedStreamer:
             counter=cfg.token_counter,
             queue_size=cfg.queue_size,
             close_timeout=cfg.close_timeout,
+            prefetch=cfg.prefetch,
         )
 
     def stream_buffered(

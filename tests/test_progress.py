@@ -177,9 +177,13 @@ def test_stopped_stream_still_reports_final_progress():
     streamer = hs.EnhancedStreamer(hs.StreamConfig(progress_interval=0))
     output, get_result = streamer.stream_enhanced(source, calls.append, stop=stop)
     assert next(output).content == "one "
-    assert source.waiting.wait(5)
+    rest: list = []
+    reader = threading.Thread(target=lambda: rest.extend(output))
+    reader.start()
+    assert source.waiting.wait(5)  # the reader's thread is blocked in the source
     stop.set()
-    assert list(output) == []
+    reader.join(5)
+    assert not reader.is_alive() and rest == []
     for t in output.threads():
         t.join(5)
     assert [p.done for p in calls] == [False, True]

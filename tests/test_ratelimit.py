@@ -707,7 +707,7 @@ def test_stage_is_bound_to_the_stream_so_close_ends_a_long_wait(
 ) -> None:
     lim = BurstRateLimiter(1 / 3600, 1)  # a token an hour, on the real clock
     source = BlockingSource(["first ", "second ", "third "])
-    output = run_stages(source, [RateLimitStage(lim, counter=lambda text: 1)])
+    output = run_stages(source, [RateLimitStage(lim, counter=lambda text: 1)], prefetch=True)
     assert next(output) == "first "  # the burst; "second " now waits an hour
     assert wait_for(lambda: len(source.produced) == 2)
     output.close()

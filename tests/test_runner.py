@@ -29,12 +29,45 @@ def contents(output: Any) -> List[str]:
     return [c.content for c in output]
 
 
+#: Where a stream's pipeline runs: in the reader's thread, in a worker thread that reads
+#: ahead, or split into a source thread and a stage thread (a stage with a timer).
+PLACEMENTS = {
+    "inline": {},
+    "prefetch": {"prefetch": True},
+    "timed": {"max_delay": 3600},
+}
+
+
+@pytest.fixture(params=list(PLACEMENTS))
+def placement(request: Any) -> str:
+    return request.param
+
+
+def streamer(placement: str, **config: Any) -> hs.EnhancedStreamer:
+    return hs.EnhancedStreamer(hs.StreamConfig(**PLACEMENTS[placement], **config))
+
+
+def read_in_thread(output: Any) -> "tuple[threading.Thread, List[Any]]":
+    """Read a stream to its end in another thread; returns the thread and the list it fills."""
+    got: List[Any] = []
+
+    def read() -> None:
+        try:
+            got.extend(output)
+        except BaseException as exc:  # noqa: BLE001 - the test looks at it
+            got.append(exc)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    return reader, got
+
+
 # --- normal end ----------------------------------------------------------------------
 
 
-def test_stream_delivers_every_unit_in_order_and_ends_its_threads(thread_baseline):
+def test_stream_delivers_every_unit_in_order_and_ends_its_threads(thread_baseline, placement):
     pieces = ["Hel", "lo wor", "ld, how", " are", " you?"]
-    output, get_result = hs.EnhancedStreamer().stream_buffered(pieces, "word")
+    output, get_result = streamer(placement).stream_buffered(pieces, "word")
     assert contents(output) == ["Hello ", "world, ", "how ", "are ", "you?"]
     result = get_result()
     assert result.full_content == "Hello world, how are you?"
@@ -44,14 +77,14 @@ def test_stream_delivers_every_unit_in_order_and_ends_its_threads(thread_baselin
     thread_baseline()
 
 
-def test_output_chunks_are_numbered_from_zero():
-    output, _ = hs.EnhancedStreamer().stream_buffered(words(5), "word")
+def test_output_chunks_are_numbered_from_zero(placement):
+    output, _ = streamer(placement).stream_buffered(words(5), "word")
     assert [c.index for c in output] == [0, 1, 2, 3, 4]
 
 
 def test_stream_threads_are_named_after_stream_and_stages_and_are_daemons():
     source = BlockingSource()
-    output, _ = hs.EnhancedStreamer().stream_buffered(source, "sentence")
+    output, _ = streamer("prefetch").stream_buffered(source, "sentence")
     with output:
         (thread,) = output.threads()
         assert thread.daemon
@@ -69,15 +102,15 @@ def test_a_timed_stage_gives_the_source_a_thread_of_its_own():
         assert names == ["source", "word+aggregate"]
 
 
-def test_source_generator_is_closed_at_the_end():
+def test_source_generator_is_closed_at_the_end(placement):
     source = CountingGenerator(words(3))
-    output, _ = hs.EnhancedStreamer().stream_buffered(source, "word")
+    output, _ = streamer(placement).stream_buffered(source, "word")
     assert contents(output) == words(3)
     assert source.finished.is_set() and source.closed.is_set()
 
 
-def test_empty_source_gives_empty_output_and_empty_result():
-    output, get_result = hs.EnhancedStreamer().stream_buffered([], "word")
+def test_empty_source_gives_empty_output_and_empty_result(placement):
+    output, get_result = streamer(placement).stream_buffered([], "word")
     assert contents(output) == []
     result = get_result()
     assert result.full_content == "" and result.chunk_count == 0
@@ -92,9 +125,9 @@ def test_source_must_be_iterable():
 # --- stopping ------------------------------------------------------------------------
 
 
-def test_close_mid_stream_closes_the_source_and_ends_the_threads(thread_baseline):
+def test_close_mid_stream_closes_the_source_and_ends_the_threads(thread_baseline, placement):
     source = BlockingSource(words(3))
-    output, get_result = hs.EnhancedStreamer().stream_buffered(source, "word")
+    output, get_result = streamer(placement).stream_buffered(source, "word")
     assert next(output).content == "w0 "
     output.close()
     assert source.closed.is_set()
@@ -105,26 +138,26 @@ def test_close_mid_stream_closes_the_source_and_ends_the_threads(thread_baseline
     thread_baseline()
 
 
-def test_close_is_safe_twice_and_after_the_end():
-    output, _ = hs.EnhancedStreamer().stream_buffered(words(2), "word")
+def test_close_is_safe_twice_and_after_the_end(placement):
+    output, _ = streamer(placement).stream_buffered(words(2), "word")
     assert contents(output) == words(2)
     output.close()
     output.close()
     assert output.closed and not output.cancelled
 
 
-def test_with_block_exit_stops_the_stream():
+def test_with_block_exit_stops_the_stream(placement):
     source = BlockingSource(words(2))
-    output, get_result = hs.EnhancedStreamer().stream_buffered(source, "word")
+    output, get_result = streamer(placement).stream_buffered(source, "word")
     with output:
         assert next(output).content == "w0 "
     assert source.closed.is_set()
     assert get_result().cancelled
 
 
-def test_break_then_garbage_collection_stops_the_stream():
+def test_break_then_garbage_collection_stops_the_stream(placement):
     source = BlockingSource(words(2))
-    output, _ = hs.EnhancedStreamer().stream_buffered(source, "word")
+    output, _ = streamer(placement).stream_buffered(source, "word")
     threads = output.threads()
     for _chunk in output:
         break
@@ -136,9 +169,9 @@ def test_break_then_garbage_collection_stops_the_stream():
         assert not t.is_alive()
 
 
-def test_a_stream_that_is_never_read_is_stopped_when_dropped():
+def test_a_stream_that_is_never_read_is_stopped_when_dropped(placement):
     source = BlockingSource()
-    output, _ = hs.EnhancedStreamer().stream_buffered(source, "word")
+    output, _ = streamer(placement).stream_buffered(source, "word")
     threads = output.threads()
     del output
     gc.collect()
@@ -148,10 +181,10 @@ def test_a_stream_that_is_never_read_is_stopped_when_dropped():
         assert not t.is_alive()
 
 
-def test_stop_event_wakes_a_blocked_reader_and_closes_the_source(thread_baseline):
+def test_stop_event_wakes_a_blocked_reader_and_closes_the_source(thread_baseline, placement):
     source = BlockingSource(["one "])
     stop = threading.Event()
-    output, get_result = hs.EnhancedStreamer().stream_buffered(source, "word", stop=stop)
+    output, get_result = streamer(placement).stream_buffered(source, "word", stop=stop)
     assert next(output).content == "one "
     got: List[Any] = []
     reader = threading.Thread(target=lambda: got.extend(output))
@@ -166,17 +199,17 @@ def test_stop_event_wakes_a_blocked_reader_and_closes_the_source(thread_baseline
     thread_baseline()
 
 
-def test_stop_event_already_set_gives_an_empty_cancelled_stream():
+def test_stop_event_already_set_gives_an_empty_cancelled_stream(placement):
     stop = threading.Event()
     stop.set()
     source = CountingGenerator(words(3))
-    output, get_result = hs.EnhancedStreamer().stream_buffered(source, "word", stop=stop)
+    output, get_result = streamer(placement).stream_buffered(source, "word", stop=stop)
     assert contents(output) == []
     assert get_result().cancelled
     assert source.produced == 0
 
 
-def test_generator_source_blocked_in_python_is_closed_once_it_yields():
+def test_generator_source_blocked_in_python_is_closed_once_it_yields(placement):
     gate = threading.Event()
     closed = threading.Event()
 
@@ -190,7 +223,7 @@ def test_generator_source_blocked_in_python_is_closed_once_it_yields():
             closed.set()
 
     stop = threading.Event()
-    output, _ = hs.EnhancedStreamer().stream_buffered(slow(), "word", stop=stop)
+    output, _ = streamer(placement).stream_buffered(slow(), "word", stop=stop)
     assert next(output).content == "a "
     stop.set()
     assert list(output) == []
@@ -198,18 +231,18 @@ def test_generator_source_blocked_in_python_is_closed_once_it_yields():
     assert closed.wait(5)
 
 
-def test_a_shared_stop_event_forgets_streams_that_ended():
+def test_a_shared_stop_event_forgets_streams_that_ended(placement):
     stop = threading.Event()
     for _ in range(20):
-        output, _ = hs.EnhancedStreamer().stream_buffered(words(2), "word", stop=stop)
+        output, _ = streamer(placement).stream_buffered(words(2), "word", stop=stop)
         assert len(contents(output)) == 2
     assert len(_signals._callbacks.get(stop, {})) == 0
 
 
-def test_stop_event_shared_by_many_streams_stops_them_all():
+def test_stop_event_shared_by_many_streams_stops_them_all(placement):
     stop = threading.Event()
     sources = [BlockingSource(["x "]) for _ in range(10)]
-    outputs = [hs.EnhancedStreamer().stream_buffered(s, "word", stop=stop)[0] for s in sources]
+    outputs = [streamer(placement).stream_buffered(s, "word", stop=stop)[0] for s in sources]
     for out in outputs:
         assert next(out).content == "x "
     stop.set()
@@ -226,7 +259,7 @@ def test_stop_must_be_an_event():
 # --- errors --------------------------------------------------------------------------
 
 
-def test_source_error_reaches_the_reader_after_everything_before_it(thread_baseline):
+def test_source_error_reaches_the_reader_after_everything_before_it(thread_baseline, placement):
     boom = KeyError("boom")
 
     def source() -> Any:
@@ -234,7 +267,7 @@ def test_source_error_reaches_the_reader_after_everything_before_it(thread_basel
         yield "held-back"
         raise boom
 
-    output, get_result = hs.EnhancedStreamer().stream_buffered(source(), "word")
+    output, get_result = streamer(placement).stream_buffered(source(), "word")
     got = []
     with pytest.raises(KeyError) as info:
         for chunk in output:
@@ -250,12 +283,12 @@ def test_source_error_reaches_the_reader_after_everything_before_it(thread_basel
     thread_baseline()
 
 
-def test_iteration_after_an_error_is_over():
+def test_iteration_after_an_error_is_over(placement):
     def source() -> Any:
         yield "a "
         raise ValueError("bad")
 
-    output, _ = hs.EnhancedStreamer().stream_buffered(source(), "word")
+    output, _ = streamer(placement).stream_buffered(source(), "word")
     with pytest.raises(ValueError):
         list(output)
     assert list(output) == []
@@ -278,9 +311,10 @@ class Exploding:
         return []
 
 
-def test_stage_error_reaches_the_reader_and_closes_the_source(thread_baseline):
+@pytest.mark.parametrize("prefetch", [False, True])
+def test_stage_error_reaches_the_reader_and_closes_the_source(thread_baseline, prefetch):
     source = BlockingSource(["a", "b", "c"])
-    output = run_stages(source, [Exploding("b")])
+    output = run_stages(source, [Exploding("b")], prefetch=prefetch)
     assert next(output) == "a"
     with pytest.raises(RuntimeError, match="stage failed on 'b'"):
         next(output)
@@ -301,10 +335,10 @@ def test_stage_error_in_flush_is_delivered():
     assert got == ["a", "b"]
 
 
-def test_a_chunk_carrying_an_error_ends_the_stream_with_it():
+def test_a_chunk_carrying_an_error_ends_the_stream_with_it(placement):
     err = TimeoutError("upstream timed out")
     chunks = [hs.StreamChunk("one "), hs.StreamChunk("", error=err), hs.StreamChunk("never ")]
-    output, get_result = hs.EnhancedStreamer().stream_buffered(chunks, "word")
+    output, get_result = streamer(placement).stream_buffered(chunks, "word")
     got = []
     with pytest.raises(TimeoutError) as info:
         for c in output:
@@ -313,9 +347,9 @@ def test_a_chunk_carrying_an_error_ends_the_stream_with_it():
     assert get_result().error is err
 
 
-def test_a_done_chunk_ends_the_input():
+def test_a_done_chunk_ends_the_input(placement):
     source = CountingGenerator([hs.StreamChunk("a "), hs.StreamChunk("b", done=True), "c "])
-    output, _ = hs.EnhancedStreamer().stream_buffered(source, "word")
+    output, _ = streamer(placement).stream_buffered(source, "word")
     assert contents(output) == ["a ", "b"]
     assert source.closed.is_set() and source.produced == 2
 
@@ -323,15 +357,15 @@ def test_a_done_chunk_ends_the_input():
 # --- input types -----------------------------------------------------------------------
 
 
-def test_bytes_are_decoded_even_when_a_character_is_split():
+def test_bytes_are_decoded_even_when_a_character_is_split(placement):
     data = "naïve café — 你好 ".encode()
     pieces = [data[i : i + 1] for i in range(len(data))]
-    output, _ = hs.EnhancedStreamer().stream_buffered(pieces, "word")
+    output, _ = streamer(placement).stream_buffered(pieces, "word")
     assert "".join(contents(output)) == "naïve café — 你好 "
 
 
-def test_invalid_utf8_raises_a_helixstream_error_naming_the_byte_offset():
-    output, _ = hs.EnhancedStreamer().stream_buffered([b"ok ", b"fi\xffne"], "word")
+def test_invalid_utf8_raises_a_helixstream_error_naming_the_byte_offset(placement):
+    output, _ = streamer(placement).stream_buffered([b"ok ", b"fi\xffne"], "word")
     got = []
     with pytest.raises(hs.StreamDecodeError) as info:
         for c in output:
@@ -341,24 +375,24 @@ def test_invalid_utf8_raises_a_helixstream_error_naming_the_byte_offset():
     assert got == ["ok "]
 
 
-def test_a_character_cut_off_at_the_end_is_a_decode_error():
-    output, _ = hs.EnhancedStreamer().stream_buffered([b"abc", "é".encode()[:1]], "word")
+def test_a_character_cut_off_at_the_end_is_a_decode_error(placement):
+    output, _ = streamer(placement).stream_buffered([b"abc", "é".encode()[:1]], "word")
     with pytest.raises(hs.StreamDecodeError) as info:
         list(output)
     assert info.value.offset == 3
 
 
 @pytest.mark.parametrize("bad", [None, 42, 3.5, ["list"], object()])
-def test_items_of_the_wrong_type_raise_type_error_naming_type_and_index(bad):
-    output, _ = hs.EnhancedStreamer().stream_buffered(["fine ", bad], "word")
+def test_items_of_the_wrong_type_raise_type_error_naming_type_and_index(bad, placement):
+    output, _ = streamer(placement).stream_buffered(["fine ", bad], "word")
     with pytest.raises(TypeError) as info:
         list(output)
     assert type(bad).__name__ in str(info.value) and "item 1" in str(info.value)
 
 
-def test_str_bytes_and_chunks_mix():
+def test_str_bytes_and_chunks_mix(placement):
     items = ["one ", b"two ", hs.StreamChunk("three ", tokens=1), bytearray(b"four")]
-    output, _ = hs.EnhancedStreamer().stream_buffered(items, "word")
+    output, _ = streamer(placement).stream_buffered(items, "word")
     assert "".join(contents(output)) == "one two three four"
 
 
@@ -401,9 +435,9 @@ def test_max_delay_releases_held_text_while_the_source_is_silent():
         assert contents(output) == ["tail ", "end"]
 
 
-def test_next_within_returns_none_on_silence_and_the_chunk_when_it_comes():
+def test_next_within_returns_none_on_silence_and_the_chunk_when_it_comes(placement):
     source = BlockingSource()
-    output, _ = hs.EnhancedStreamer().stream_buffered(source, "word")
+    output, _ = streamer(placement).stream_buffered(source, "word")
     with output:
         assert output.next_within(0.01) is None
         source.feed("hi ")
@@ -414,11 +448,11 @@ def test_next_within_returns_none_on_silence_and_the_chunk_when_it_comes():
             output.next_within(5)
 
 
-def test_an_idle_open_stream_uses_no_cpu():
+def test_an_idle_open_stream_uses_no_cpu(placement):
     source = BlockingSource(["held"])
-    streamer = hs.EnhancedStreamer(hs.StreamConfig(max_delay=None))
-    output, _ = streamer.stream_buffered(source, "sentence")
+    output, _ = streamer(placement).stream_buffered(source, "sentence")
     with output:
+        assert output.next_within(0.01) is None  # moves an inline stream to a thread
         assert source.waiting.wait(5)
         cpu = time.process_time()
         assert output.next_within(0.3) is None  # the reader waits too
@@ -428,9 +462,9 @@ def test_an_idle_open_stream_uses_no_cpu():
 # --- results ---------------------------------------------------------------------------
 
 
-def test_get_result_mid_stream_is_a_snapshot():
+def test_get_result_mid_stream_is_a_snapshot(placement):
     source = BlockingSource(["a ", "b "])
-    output, get_result = hs.EnhancedStreamer().stream_buffered(source, "word")
+    output, get_result = streamer(placement).stream_buffered(source, "word")
     with output:
         assert [next(output).content, next(output).content] == ["a ", "b "]
         snap = get_result()
@@ -442,9 +476,9 @@ def test_get_result_mid_stream_is_a_snapshot():
     assert final.chunk_count == 2 and not final.cancelled
 
 
-def test_result_uses_token_counts_the_source_reported():
+def test_result_uses_token_counts_the_source_reported(placement):
     chunks = [hs.StreamChunk("Hello ", tokens=1), hs.StreamChunk("world", tokens=1)]
-    output, get_result = hs.EnhancedStreamer().stream_buffered(chunks, "word")
+    output, get_result = streamer(placement).stream_buffered(chunks, "word")
     assert [c.tokens for c in output] == [1, 1]
     assert get_result().total_tokens == 2
 
@@ -452,12 +486,12 @@ def test_result_uses_token_counts_the_source_reported():
 # --- scale and process exit --------------------------------------------------------------
 
 
-def test_200_streams_at_once_in_a_thread_pool(thread_baseline):
+def test_200_streams_at_once_in_a_thread_pool(thread_baseline, placement):
     texts = [f"stream {n} says hello to you all. " * 5 for n in range(200)]
 
     def run(text: str) -> str:
         pieces = [text[i : i + 3] for i in range(0, len(text), 3)]
-        output, get_result = hs.EnhancedStreamer().stream_buffered(pieces, "sentence")
+        output, get_result = streamer(placement).stream_buffered(pieces, "sentence")
         got = "".join(c.content for c in output)
         assert get_result().full_content == got
         return got
@@ -512,16 +546,18 @@ class SDKStyleSource:
         self.response.close()
 
 
-def test_stopping_closes_an_sdk_style_source_while_its_generator_is_blocked(thread_baseline):
+def test_stopping_closes_an_sdk_style_source_while_its_generator_is_blocked(thread_baseline, placement):
     response = BlockingSource(["hello "])
     source = SDKStyleSource(response)
     stop = threading.Event()
-    output, get_result = hs.EnhancedStreamer().stream_buffered(source, "word", stop=stop)
+    output, get_result = streamer(placement).stream_buffered(source, "word", stop=stop)
     assert next(output).content == "HELLO "
+    reader, got = read_in_thread(output)
     assert response.waiting.wait(5)  # the generator is blocked reading the response
     stop.set()
     assert response.closed.wait(5)  # closed from the stopping thread, at once
-    assert list(output) == []
+    reader.join(5)
+    assert not reader.is_alive() and got == []
     for t in output.threads():
         t.join(5)
         assert not t.is_alive()
@@ -531,12 +567,12 @@ def test_stopping_closes_an_sdk_style_source_while_its_generator_is_blocked(thre
     thread_baseline()
 
 
-def test_str_subclasses_are_plain_text_to_every_stage():
+def test_str_subclasses_are_plain_text_to_every_stage(placement):
     class Tagged(str):
         pass
 
     calls: List[Any] = []
-    output, _ = hs.EnhancedStreamer().stream_enhanced([Tagged("ab "), Tagged("cd")], calls.append)
+    output, _ = streamer(placement).stream_enhanced([Tagged("ab "), Tagged("cd")], calls.append)
     got = list(output)
     assert [c.content for c in got] == ["ab ", "cd"]
     assert all(type(c.content) is str for c in got)

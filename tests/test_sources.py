@@ -430,7 +430,7 @@ def test_a_manager_closed_before_the_start_is_never_entered() -> None:
 def test_closing_the_output_closes_a_blocked_sdk_stream_from_the_stopping_thread(thread_baseline: Any) -> None:
     upstream = BlockingSource([chat_chunk("Hello "), chat_chunk("world. ")])
     source = from_openai(upstream)
-    output, _ = hs.EnhancedStreamer().stream_buffered(source)
+    output, _ = hs.EnhancedStreamer(hs.StreamConfig(prefetch=True)).stream_buffered(source)
     assert next(output).content == "Hello "
     assert next(output).content == "world. "
     assert upstream.waiting.wait(5)  # the worker is blocked in a read
@@ -455,7 +455,8 @@ def test_a_generator_given_to_from_sse_is_closed_by_the_reading_thread() -> None
         finally:
             closed_in.append(threading.current_thread().name)
 
-    output, _ = hs.ChunkAggregator().aggregate_chunks(from_sse(lines()))
+    prefetching = hs.EnhancedStreamer(hs.StreamConfig(prefetch=True))
+    output, _ = prefetching.stream_buffered(from_sse(lines()), "character")
     assert next(output).content == "a"
     assert reading.wait(5)
     output._core.cancel()  # noqa: SLF001 - close without waiting, as from another thread

@@ -8,6 +8,7 @@ import pytest
 
 import helixstream as hs
 
+from .conftest import wait_for
 from .sources import BlockingSource
 
 
@@ -216,7 +217,7 @@ def test_get_result_is_thread_safe_while_streaming():
 
 
 def test_rate_limit_zero_adds_no_limiter_stage():
-    output, _ = hs.EnhancedStreamer().stream_with_rate_limit(["a ", "b"])
+    output, _ = hs.EnhancedStreamer(hs.StreamConfig(prefetch=True)).stream_with_rate_limit(["a ", "b"])
     assert [c.content for c in output] == ["a ", "b"]
     assert "ratelimit" not in output.threads()[0].name
 
@@ -227,7 +228,9 @@ def test_stream_with_rate_limit_refuses_a_negative_rate():
 
 
 def test_close_interrupts_a_rate_limit_wait_at_once(thread_baseline):
-    streamer = hs.EnhancedStreamer(hs.StreamConfig(rate_limit=0.01, burst=1, close_timeout=30))
+    streamer = hs.EnhancedStreamer(
+        hs.StreamConfig(rate_limit=0.01, burst=1, close_timeout=30, prefetch=True)
+    )
     chunks = [hs.StreamChunk("a ", tokens=1), hs.StreamChunk("b ", tokens=1)]
     output, get_result = streamer.stream_with_rate_limit(chunks)
     assert "ratelimit" in output.threads()[0].name
@@ -240,9 +243,33 @@ def test_close_interrupts_a_rate_limit_wait_at_once(thread_baseline):
 
 def test_stream_enhanced_chains_buffer_limiter_progress_and_aggregation():
     calls = []
-    streamer = hs.EnhancedStreamer(hs.StreamConfig(buffer_type="sentence", rate_limit=1e6))
+    streamer = hs.EnhancedStreamer(
+        hs.StreamConfig(buffer_type="sentence", rate_limit=1e6, prefetch=True)
+    )
     output, get_result = streamer.stream_enhanced(["One. Tw", "o. Three"], calls.append)
     assert [c.content for c in output] == ["One. ", "Two. ", "Three"]
     (thread,) = output.threads()
     assert thread.name.endswith("source+sentence+ratelimit+progress+aggregate")
     assert calls[-1].done and calls[-1].chunks_received == 3
+
+
+def test_close_from_another_thread_interrupts_a_rate_limit_wait_in_the_readers_thread():
+    streamer = hs.EnhancedStreamer(hs.StreamConfig(rate_limit=0.01, burst=1))
+    chunks = [hs.StreamChunk("a ", tokens=1), hs.StreamChunk("b ", tokens=1)]
+    output, get_result = streamer.stream_with_rate_limit(chunks)
+    assert output.threads() == []  # the pipeline runs in the reader's thread
+    assert next(output).content == "a "
+    rest: list = []
+    reader = threading.Thread(target=lambda: rest.extend(output))
+    reader.start()  # it now waits 100 s for the second token
+    limiter = output._core.stages[0].limiter  # noqa: SLF001 - to see the reservation
+    assert wait_for(lambda: limiter.available() < -0.5)  # "b " has reserved its slot
+    output.close()
+    reader.join(5)
+    assert not reader.is_alive() and rest == []
+    assert get_result().cancelled
+
+
+def test_prefetch_must_be_a_bool():
+    with pytest.raises(hs.ConfigError, match="prefetch"):
+        hs.StreamConfig(prefetch="yes")
