@@ -268,4 +268,5 @@ class TextStream:
 
     def get_result(self) -> AggregatedStream:
         """The :class:`AggregatedStream` so far (final once the stream has ended)."""
-        return self._stream.get_result()
+        result: AggregatedStream = self._stream.get_result()
+        return result

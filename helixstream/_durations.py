@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 from ._errors import ConfigError
 
-__all__ = ["parse_duration", "check_number"]
+__all__ = ["parse_duration", "parse_seconds", "check_number"]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ns|us|µs|ms|s|m|h)?\s*$")
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -29,7 +29,15 @@ def parse_duration(value: Any, field: str, allow_none: bool = False) -> Optional
                 f"'250ms', '1.5s', '2m' (got {value!r})"
             )
         return float(m.group(1)) * _UNITS[m.group(2)]
-    return check_number(value, field, allow_none=allow_none, what="a number of seconds")
+    seconds = check_number(value, field, allow_none=allow_none, what="a number of seconds")
+    return None if seconds is None else float(seconds)
+
+
+def parse_seconds(value: Any, field: str) -> float:
+    """Like :func:`parse_duration`, for a duration that may not be None."""
+    seconds = parse_duration(value, field)
+    assert seconds is not None
+    return seconds
 
 
 def check_number(

@@ -7,7 +7,7 @@ from typing import Any, Callable, List, Optional
 
 import attrs
 
-from ._durations import check_number, parse_duration
+from ._durations import check_number, parse_seconds
 from ._tokens import TokenCounter, estimate_tokens
 
 __all__ = [
@@ -215,7 +215,7 @@ class ThrottledCallback:
         if not callable(callback):
             raise TypeError(f"callback must be callable, not {type(callback).__name__}")
         self.callback = callback
-        self.interval = parse_duration(interval, "interval")
+        self.interval = parse_seconds(interval, "interval")
         self._clock = clock
         self._lock = threading.Lock()
         self._last: Optional[float] = None

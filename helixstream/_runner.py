@@ -620,11 +620,11 @@ class ChunkStream:
     def __next__(self) -> StreamChunk:
         item = next(self._batch, _EMPTY)
         if item.__class__ is StreamChunk:
-            return item  # type: ignore[no-any-return]
+            return item
         if item is _EMPTY:
             item = self._refill()
             if item.__class__ is StreamChunk:
-                return item  # type: ignore[no-any-return]
+                return item
         return self._deliver(item)
 
     def _deliver(self, item: Any) -> StreamChunk:

@@ -7,7 +7,7 @@ import sys
 import threading
 import weakref
 from socketserver import ThreadingMixIn
-from typing import Any, Callable, Iterable, List, Tuple
+from typing import Any, Callable, Dict, Iterable, List
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from ._simulate import SimulatedLLM
@@ -88,7 +88,7 @@ def make_app(
     described = f"The model at {html.escape(args.base_url)}" if args.base_url else "A simulated model"
     page = PAGE.format(source=described, buffer=html.escape(str(config.buffer_type)), total=estimate or 1)
 
-    def app(environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def app(environ: Dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         if path == "/":
             data = page.encode("utf-8")
@@ -124,6 +124,8 @@ def serve(args: argparse.Namespace, make_source: Callable[[argparse.Namespace], 
     server = make_server("127.0.0.1", args.port, app, server_class=_ThreadingServer,
                          handler_class=_QuietHandler)
     host, port = server.server_address[:2]
+    if isinstance(host, bytes):
+        host = host.decode()
     sys.stderr.write(f"helixstream: serving on http://{host}:{port}/  (Ctrl-C to stop)\n")
     sys.stderr.flush()
     try:

@@ -163,7 +163,7 @@ class BufferStage:
                     tokens = reported
                 out.append(StreamChunk(unit, tokens=tokens))
         else:
-            out = units  # type: ignore[assignment]
+            out = list(units)
         if self._extras:
             # they were waiting for the unit being built when they arrived: the first one
             out = [out[0], *self._extras, *out[1:]]

@@ -8,7 +8,7 @@ import attrs
 
 from ._aggregate import AggregatedStream, aggregate
 from ._buffers import BufferType, new_buffer_with_token_threshold
-from ._durations import check_number, parse_duration
+from ._durations import check_number, parse_duration, parse_seconds
 from ._errors import ConfigError
 from ._progress import ProgressCallback, ProgressStage
 from ._ratelimit import BurstRateLimiter, RateLimiter, RateLimitStage
@@ -22,8 +22,16 @@ __all__ = ["StreamConfig", "EnhancedStreamer", "StreamResult"]
 StreamResult = Tuple[ChunkStream, Callable[[], AggregatedStream]]
 
 
-def _duration(field: str, allow_none: bool = False) -> Callable[[Any], Any]:
-    return lambda value: parse_duration(value, field, allow_none=allow_none)
+def _progress_interval(value: Any) -> float:
+    return parse_seconds(value, "progress_interval")
+
+
+def _max_delay(value: Any) -> Optional[float]:
+    return parse_duration(value, "max_delay", allow_none=True)
+
+
+def _close_timeout(value: Any) -> float:
+    return parse_seconds(value, "close_timeout")
 
 
 def _validate(**rules: Any) -> Callable[[Any, Any, Any], None]:
@@ -80,7 +88,7 @@ class StreamConfig:
     buffer_type: BufferType = attrs.field(
         default=BufferType.WORD, converter=BufferType.coerce  # type: ignore[misc]
     )
-    progress_interval: float = attrs.field(default=0.1, converter=_duration("progress_interval"))
+    progress_interval: float = attrs.field(default=0.1, converter=_progress_interval)
     rate_limit: float = attrs.field(default=0, validator=_validate(what="tokens per second"))
     estimated_tokens: int = attrs.field(default=0, validator=_validate(integer=True))
     token_buffer_threshold: int = attrs.field(
@@ -88,13 +96,13 @@ class StreamConfig:
     )
     burst: int = attrs.field(default=0, validator=_validate(integer=True))
     max_delay: Optional[float] = attrs.field(
-        default=None, converter=_duration("max_delay", allow_none=True)
+        default=None, converter=_max_delay
     )
     queue_size: int = attrs.field(default=256, validator=_validate(integer=True, minimum=1))
     token_counter: Optional[TokenCounter] = attrs.field(
         default=None, validator=_check_counter, eq=False
     )
-    close_timeout: float = attrs.field(default=1.0, converter=_duration("close_timeout"))
+    close_timeout: float = attrs.field(default=1.0, converter=_close_timeout)
     prefetch: bool = attrs.field(default=False, validator=_check_bool)
 
 
