@@ -15,7 +15,13 @@ server would. For each N it prints:
 Targets (issue 6): 1,000 streams keep up with 20,000 tokens/s on a 2-core machine with
 p99 added delay under 50 ms, and at most 150 KB RSS per stream.
 
+``--switch-interval S`` sets ``sys.setswitchinterval(S)`` first (CPython's default is
+0.005 s): with a thousand threads waking 20,000 times a second, threads waiting for the
+GIL time out every switch interval and force hand-overs, and on a small machine that
+can tip the process into a storm of futex calls (see benchmarks/README.md).
+
 Run: python benchmarks/scale.py [--streams 100 500 1000] [--seconds 10] [--rate 20]
+                                [--switch-interval 0.05] [--prefetch]
 """
 from __future__ import annotations
 
@@ -69,6 +75,9 @@ class SimulatedLLM:
             yield f"{WORDS[i % len(WORDS)]}{i} "
 
 
+PREFETCH = False
+
+
 def run(n: int, seconds: float, rate: float) -> Dict[str, float]:
     count = int(seconds * rate)
     gc.collect()
@@ -76,11 +85,13 @@ def run(n: int, seconds: float, rate: float) -> Dict[str, float]:
     base_rss = rss_kb()
     peak_rss = [base_rss]
     start = time.perf_counter() + 0.5 + n / 2000  # time for every reader to start
-    sources = [SimulatedLLM(k, count, rate, start + (k % 50) / (50 * rate)) for k in range(n)]
+    # streams start at different moments, as a thousand users' requests do: their
+    # tokens are spread evenly over each period instead of all landing at once
+    sources = [SimulatedLLM(k, count, rate, start + k / (n * rate)) for k in range(n)]
     delays: List[List[float]] = [[] for _ in range(n)]
     received = [0] * n
     stream_threads = [0] * n
-    config = hs.StreamConfig(buffer_type="word", progress_interval=0.25)
+    config = hs.StreamConfig(buffer_type="word", progress_interval=0.25, prefetch=PREFETCH)
     ready = threading.Barrier(n + 1)
 
     def reader(k: int) -> None:
@@ -123,7 +134,9 @@ def run(n: int, seconds: float, rate: float) -> Dict[str, float]:
     peak_rss[0] = max(peak_rss[0], rss_kb())
     all_delays = sorted(d for ds in delays for d in ds)
     total = sum(received)
-    elapsed = end - start
+    # Tokens are due from one period after the start; kept up, the last arrives
+    # count periods later (the streams' phases spread over one period).
+    elapsed = end - (start + 1 / rate)
     return {
         "n": n,
         "offered": n * rate,
@@ -145,10 +158,20 @@ def main(argv=None) -> int:
     ap.add_argument("--streams", type=int, nargs="+", default=[100, 500, 1000])
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--rate", type=float, default=20.0)
+    ap.add_argument("--switch-interval", type=float, default=None,
+                    help="sys.setswitchinterval value (default: leave CPython's 0.005)")
+    ap.add_argument("--prefetch", action="store_true",
+                    help="give every stream a worker thread (StreamConfig(prefetch=True))")
     args = ap.parse_args(argv)
+    global PREFETCH
+    PREFETCH = args.prefetch
     threading.stack_size(256 * 1024)
+    if args.switch_interval is not None:
+        sys.setswitchinterval(args.switch_interval)
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus; "
-          f"{args.rate:g} tokens/s per stream for {args.seconds:g}s")
+          f"{args.rate:g} tokens/s per stream for {args.seconds:g}s; "
+          f"switch interval {sys.getswitchinterval():g}s; "
+          f"{'prefetch (a worker thread per stream)' if PREFETCH else 'default placement'}")
     header = (f"{'N':>5} {'offered/s':>10} {'achieved/s':>11} {'delivered':>10} {'p50 ms':>8} "
               f"{'p99 ms':>8} {'max ms':>8} {'thr/stream':>10} {'RSS KB/str':>10} {'CPU s/1k tok':>12}")
     print(header)
