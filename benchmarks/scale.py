@@ -91,7 +91,8 @@ def run(n: int, seconds: float, rate: float) -> Dict[str, float]:
     delays: List[List[float]] = [[] for _ in range(n)]
     received = [0] * n
     stream_threads = [0] * n
-    config = hs.StreamConfig(buffer_type="word", progress_interval=0.25, prefetch=PREFETCH)
+    options = {"prefetch": True} if PREFETCH else {}
+    config = hs.StreamConfig(buffer_type="word", progress_interval=0.25, **options)
     ready = threading.Barrier(n + 1)
 
     def reader(k: int) -> None:
