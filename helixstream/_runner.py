@@ -58,6 +58,7 @@ class _End:
 
 END = _End()
 _EMPTY = _End()
+_NOTHING: List[Any] = []  # shared empty list; never appended to
 
 
 class _Failure:
@@ -255,11 +256,24 @@ class _Core:
     def cancel(self) -> None:
         """Stop the stream: wake every thread and close the source. Never blocks."""
         with self._lock:
-            if self.cancelled or self.finished:
+            if self.cancelled:
                 return
-            self.cancelled = True
+            if self.finished:
+                # The stream is complete, but a worker may still be waiting for room to
+                # hand over its last batch: the reader has left, so wake it (the result
+                # stays complete: nothing is marked cancelled).
+                alive = any(t.is_alive() for t in self.threads)
+            else:
+                self.cancelled = True
+                alive = None
             in_source = self._in_source
             inline = self.placement == "inline"
+        if alive is not None:
+            if alive:
+                self.out.close()
+                if self.mid is not None:
+                    self.mid.close()
+            return
         self.stop.set()
         self.out.close()
         if self.mid is not None:
@@ -363,11 +377,13 @@ class _Core:
                         items = [] if items is None else list(items)
                 else:
                     nxt: List[Any] = []
+                    self._partial = nxt  # what stage i passed on before any failure
                     for it in items:
                         got = stage(it)
                         if got:
                             nxt.extend(got)
                     items = nxt
+                    self._partial = _NOTHING
                 if not items:
                     return items
         except BaseException:
@@ -376,6 +392,8 @@ class _Core:
         return items
 
     _failed_at = -1
+    _partial: List[Any] = []
+    _flushed: List[Any] = []
 
     def _push_many(self, items: Iterable[Any], start: int) -> List[Any]:
         out: List[Any] = []
@@ -386,8 +404,13 @@ class _Core:
         return out
 
     def _flush_from(self, first: int) -> List[Any]:
-        """Flush stages ``first``.. in order; what stage i releases goes through i+1.."""
+        """Flush stages ``first``.. in order; what stage i releases goes through i+1..
+
+        What is released so far is kept on the core, so a later flush that fails does
+        not lose it (see :meth:`_failure`).
+        """
         out: List[Any] = []
+        self._flushed = out
         stages = self.stages
         for i in range(first, len(stages)):
             try:
@@ -421,8 +444,15 @@ class _Core:
     def _failure(self, exc: BaseException, pending: List[Any]) -> Optional[List[Any]]:
         """What was produced before ``exc``, then ``exc``; None if cancelled meanwhile."""
         failed_at = self._failed_at  # -1: the source failed
+        # Nothing produced before the fault is lost: what earlier flushes released, and
+        # what the failing stage passed on before it failed (through the later stages),
+        # then whatever the later stages still hold.
         out = list(pending)
+        out.extend(self._flushed)
+        partial, self._partial, self._flushed = self._partial, _NOTHING, _NOTHING
         try:
+            if partial:
+                out.extend(self._push_many(partial, failed_at + 1))
             out.extend(self._flush_from(failed_at + 1))
         except BaseException:  # noqa: BLE001 - the first error wins
             pass
@@ -448,8 +478,11 @@ class _Core:
                     pending = []
             self._close_source()
             pending = self._flush_from(0)
+            self._flushed = _NOTHING
             if self._end():
                 final = pending + [END]
+            else:
+                self._abort(None)  # stopped while the last items were being finished
         except _Closed:
             self._abort(None)
         except GeneratorExit:
@@ -560,8 +593,11 @@ class _Core:
                 for item in batch:
                     if item is END:
                         pending.extend(self._flush_from(0))
+                        self._flushed = _NOTHING
                         if self._end():
                             self._put_last(pending + [END])
+                        else:
+                            self._abort(None)  # stopped while finishing
                         return
                     if type(item) is _Failure:
                         self._failed_at = -1

@@ -310,14 +310,11 @@ def run_trials(trial: Callable[[random.Random, str], None], placement: str, n: i
             raise
 
 
-# --- known engine bugs --------------------------------------------------------------------
+# --- engine bugs found by the trials, kept as regression tests ----------------------------
 #
-# Each ``check_*`` function below runs one deterministic scenario and asserts what the
-# engine should do; the strict xfail tests at the end of this module run them, so each
-# bug is on record and the xfail turns into a failure (XPASS) once it is fixed. While a
-# bug reproduces, the random trials accept its precise symptom (and only that) instead of
-# failing on it; ``known_bug`` finds out by running the check once per session, so the
-# trials become strict by themselves once the engine is fixed.
+# Each ``check_*`` function below runs one deterministic scenario that the random trials
+# first found failing (the engine has since been fixed); the tests at the end of this
+# module run each in every placement.
 
 
 def placement_config(placement: str) -> dict:
@@ -486,24 +483,9 @@ CHECKS = {
 
 
 @functools.lru_cache(maxsize=None)
-def known_bug(name: str, placement: str) -> bool:
-    """Does the engine still have bug ``name`` in ``placement``?"""
-    if name == "full-queue-leak" and placement == "inline":
-        return False  # no queue
-    try:
-        CHECKS[name](placement)
-    except AssertionError:
-        return True
-    return False
-
-
 def accept(condition: bool, weaker: bool, placement: str, *bugs: str) -> None:
-    """Assert ``condition``; while one of ``bugs`` reproduces, ``weaker`` will do instead."""
-    if condition:
-        return
-    assert weaker and any(known_bug(b, placement) for b in bugs), (
-        f"fails, and is not the symptom of a known bug ({', '.join(bugs)})"
-    )
+    """Assert ``condition`` (the trials once tolerated the known bugs named in ``bugs``)."""
+    assert condition, f"fails (once the symptom of: {', '.join(bugs)})"
 
 
 # --- the source fails ------------------------------------------------------------------
@@ -631,10 +613,7 @@ def consumer_closes(rng: random.Random, placement: str) -> None:
     full = text_of(items, kind)
     src = make_source(rng, items)
     progress = Progress()
-    queue = {}
-    if known_bug("full-queue-leak", placement):
-        queue = {"queue_size": 256}  # never full here: the bug would leave a thread behind
-    streamer = make_streamer(rng, placement, **queue)
+    streamer = make_streamer(rng, placement)
     output, get_result = streamer.stream_enhanced(src.source, progress)
     limit = rng.randint(0, len(items) + 1)
     how = rng.choice(["close", "with", "with-error", "drop"])
@@ -848,25 +827,21 @@ def test_source_blocking_while_a_reader_waits_then_released_stopped_or_closed(pl
 # Each is described in full in its check_* function above.
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: a stage failing on item j of a batch drops items 0..j-1 it passed on")
 @pytest.mark.parametrize("placement", PLACEMENTS)
 def test_units_a_stage_passed_on_before_failing_reach_the_reader(placement):
     check_units_a_stage_passed_on_before_failing_are_delivered(placement)
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: a failing flush drops what earlier flushes released")
 @pytest.mark.parametrize("placement", PLACEMENTS)
 def test_units_flushed_before_a_later_flush_fails_reach_the_reader(placement):
     check_units_flushed_before_a_later_flush_fails_are_delivered(placement)
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: a stop during the final flush is not recorded (abort never runs)")
 @pytest.mark.parametrize("placement", PLACEMENTS)
 def test_a_stop_after_the_source_ended_is_not_reported_as_a_complete_stream(placement):
     check_a_stop_after_the_source_ended_is_not_reported_as_a_complete_stream(placement)
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: finished is set before the last batch is queued; cancel() then does nothing")
 @pytest.mark.parametrize("placement", ["prefetch", "timed"])
 def test_closing_a_stream_whose_source_ended_with_its_queue_full_ends_its_worker(placement):
     check_closing_a_stream_whose_source_ended_with_its_queue_full_ends_its_worker(placement)
