@@ -86,7 +86,9 @@ class ProgressTracker:
         with self._lock:
             self._start = self._clock()
             self._tokens = 0
+            self._reported = 0  # tokens the source reported
             self._uncounted: List[str] = []  # text whose tokens are counted when asked
+            self._counted: List[str] = []  # text counted so far, batch by batch
             self._chunks = 0
             self._chars = 0
             self._first_at: Optional[float] = None
@@ -105,6 +107,7 @@ class ProgressTracker:
             raise ValueError(f"token count must be an int >= 0 (got {n!r})")
         with self._lock:
             self._tokens += n
+            self._reported += n
             if n and self._first_at is None:
                 self._first_at = self._clock()
                 self._first = n
@@ -141,6 +144,7 @@ class ProgressTracker:
                     self._first = text
         else:
             self._tokens += tokens
+            self._reported += tokens
             if tokens and self._first_at is None:
                 self._first_at = self._clock()
                 self._first = tokens
@@ -149,53 +153,84 @@ class ProgressTracker:
         # called with the lock held
         if self._uncounted:
             self._tokens += self._count("".join(self._uncounted))
+            self._counted.extend(self._uncounted)
             self._uncounted = []
         if self._first.__class__ is str:
             self._first = self._count(self._first)
         return self._tokens
 
     def finish(self) -> StreamProgress:
-        """Mark the stream done and return the final progress."""
+        """Mark the stream done and return the final progress.
+
+        Text without reported counts is counted once more, as a whole, so the final
+        count is the one the stream's aggregate gives (counting batch by batch differs
+        a little where batches cut words).
+        """
+        progress, error = self._finish()
+        if error is not None:
+            raise error
+        return progress
+
+    def _finish(self) -> "tuple[StreamProgress, Optional[BaseException]]":
+        """Like :meth:`finish`, but a failing token counter is returned, not raised: the
+        final progress (with the tokens counted so far) is still made."""
+        error: Optional[BaseException] = None
         with self._lock:
             self._done = True
-        return self.get_progress()
+            whole = self._counted + self._uncounted
+            try:
+                text = "".join(whole)
+                self._tokens = self._reported + (self._count(text) if text else 0)
+                self._counted = whole
+                self._uncounted = []
+                if self._first.__class__ is str:
+                    self._first = self._count(self._first)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                error = exc
+            return self._snapshot(), error
 
     def get_progress(self) -> StreamProgress:
         """A snapshot of the progress now."""
         with self._lock:
-            now = self._clock()
-            elapsed = max(0.0, now - self._start)
-            tokens = self._count_pending()
-            est = self._estimated
-            rate = 0.0
-            if self._first_at is not None:
-                span = now - self._first_at
-                after_first = tokens - self._first
-                if span > 0 and after_first > 0:
-                    rate = after_first / span
-            percent: Optional[float] = None
-            eta: Optional[float] = None
-            if est > 0:
-                percent = 100.0 if self._done else min(100.0, tokens * 100.0 / est)
-                if self._done:
-                    eta = 0.0
-                elif rate > 0:
-                    eta = max(0, est - tokens) / rate
-            elif self._done:
-                percent = 100.0 if tokens else None
+            self._count_pending()
+            return self._snapshot()
+
+    def _snapshot(self) -> StreamProgress:
+        # called with the lock held; counts nothing
+        now = self._clock()
+        elapsed = max(0.0, now - self._start)
+        tokens = self._tokens
+        first = self._first if self._first.__class__ is not str else 0
+        est = self._estimated
+        rate = 0.0
+        if self._first_at is not None:
+            span = now - self._first_at
+            after_first = tokens - first
+            if span > 0 and after_first > 0:
+                rate = after_first / span
+        percent: Optional[float] = None
+        eta: Optional[float] = None
+        if est > 0:
+            percent = 100.0 if self._done else min(100.0, tokens * 100.0 / est)
+            if self._done:
                 eta = 0.0
-            return StreamProgress(
-                tokens_received=tokens,
-                chunks_received=self._chunks,
-                characters_received=self._chars,
-                estimated_tokens=est,
-                elapsed=elapsed,
-                tokens_per_second=rate,
-                percent=percent,
-                eta=eta,
-                time_to_first_token=None if self._first_at is None else self._first_at - self._start,
-                done=self._done,
-            )
+            elif rate > 0:
+                eta = max(0, est - tokens) / rate
+        elif self._done:
+            percent = 100.0 if tokens else None
+            eta = 0.0
+        return StreamProgress(
+            tokens_received=tokens,
+            chunks_received=self._chunks,
+            characters_received=self._chars,
+            estimated_tokens=est,
+            elapsed=elapsed,
+            tokens_per_second=rate,
+            percent=percent,
+            eta=eta,
+            time_to_first_token=None if self._first_at is None else self._first_at - self._start,
+            done=self._done,
+        )
 
 
 class ThrottledCallback:
@@ -324,7 +359,10 @@ class ProgressStage:
         if not self._final_sent:
             self._final_sent = True
             self._catch_up()
-            self._notify(self.tracker.finish())
+            progress, error = self.tracker._finish()  # noqa: SLF001 - same module
+            self._notify(progress)  # the final report goes out even if counting failed
+            if error is not None:
+                raise error
 
     def flush(self) -> List[Any]:
         self._final()

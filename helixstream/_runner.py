@@ -1,4 +1,4 @@
-"""The stage engine (private): worker threads, bounded queues and the stop signal.
+"""The stage engine (private): where a pipeline runs, threads, queues and the stop signal.
 
 Stages know nothing about threads. A stage is a callable object::
 
@@ -12,14 +12,18 @@ A stage that blocks (the rate limiter) may have ``bind(stop)``: it is called onc
 before the stream's threads start, with the stream's internal stop event (set when the
 stream is cancelled), and the stage waits on that event so a cancel ends its wait.
 
-This module owns everything else. A stream runs its source and its stages in one
-worker thread, which hands results to the reader through a bounded queue. When a stage
-needs a timer, the source gets a thread of its own, so that the stage thread can wake
-on its deadline while the source is blocked::
+This module owns everything else. By default the reader's own thread runs the source
+and the stages inside ``next()`` (no thread, no hand-off). A worker thread reads ahead
+and hands results to the reader through a bounded queue when asked to (``prefetch``)
+or when the reader waits with a timeout (``next_within``). When a stage needs a timer,
+the source gets a thread of its own, so that the stage thread can wake on its deadline
+while the source is blocked::
 
-    source ──▶ [worker: decode ▸ stage ▸ stage ▸ ...] ══queue══▶ reader (ChunkStream)
+    reader ──next()──▶ [source ▸ decode ▸ stage ▸ stage ▸ ...]          (inline)
 
-    source ──▶ [pump: decode] ══queue══▶ [stages, timers] ══queue══▶ reader
+    source ──▶ [worker: decode ▸ stage ▸ stage ▸ ...] ══queue══▶ reader  (driven)
+
+    source ──▶ [pump: decode] ══queue══▶ [stages, timers] ══queue══▶ reader  (timed)
 
 Queues move items in batches: a put appends to the queue under its lock and wakes the
 other side only when it is waiting, and a get takes everything queued at once. Queues

@@ -69,7 +69,7 @@ class _Ledger:
             if t is None:
                 unreported += share
             else:
-                part = (t * share) // n
+                part = (2 * t * share + n) // (2 * n)  # nearest; the remainder stays
                 reported += part
                 seg[1] = t - part
             seg[0] = n - share

@@ -110,8 +110,10 @@ class EnhancedStreamer:
     """Enhances LLM streams: buffering, progress, rate limiting and aggregation.
 
     Every ``stream_*`` method takes an iterable of ``str``, ``bytes`` or
-    :class:`StreamChunk` and an optional ``stop`` event, starts the stream at once in a
-    worker thread, and returns ``(output, get_result)``.
+    :class:`StreamChunk` and an optional ``stop`` event, and returns
+    ``(output, get_result)``. The stream runs as the output is read, in the reading
+    thread, unless it needs a worker thread (``prefetch``, ``max_delay``, or a read with
+    a timeout; see ``docs/architecture.md``).
     """
 
     def __init__(self, config: Optional[StreamConfig] = None) -> None:
@@ -172,8 +174,9 @@ class EnhancedStreamer:
     ) -> StreamResult:
         """Pass the stream through, reporting :class:`StreamProgress` to ``callback``.
 
-        The callback runs in the stream's worker thread, at most once per
-        ``config.progress_interval``, and always once more with the final progress.
+        The callback runs in the thread that runs the stream (the reader's, unless the
+        stream has a worker thread), at most once per ``config.progress_interval``, and
+        always once more with the final progress. A slow callback slows the stream.
         """
         stage = self._progress_stage(callback)
         if stage is None:

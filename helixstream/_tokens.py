@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 import threading
+import warnings
 from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 from ._errors import ConfigError
@@ -492,7 +493,10 @@ _LOADED: Dict[str, Any] = {}
 
 def _load_encoding(encoding: str) -> Any:
     try:
-        import bpe_openai  # type: ignore[import-untyped,import-not-found,unused-ignore]
+        with warnings.catch_warnings():
+            # bpe-openai 0.1.4 uses a deprecated importlib.resources call on import
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import bpe_openai  # type: ignore[import-untyped,import-not-found,unused-ignore]
     except ImportError as exc:
         raise ImportError(
             f"exact token counts need the bpe-openai package: {_INSTALL_HINT}",

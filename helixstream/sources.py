@@ -36,7 +36,7 @@ What they have in common:
   ``"length"``, ``"end_turn"``, ...), ``model`` and ``id`` when the service sent them.
   It is only sent when the stream reported usage or a finish reason.
 - The adapters are objects, not generators, with a ``close()`` that may be called from
-  any thread: closing the helixstream output calls it while the worker thread may be
+  any thread: closing the helixstream output calls it while another thread may be
   blocked reading, and it closes the SDK stream or the HTTP response, which ends that
   read and the request upstream. For an HTTP/1.1 connection of ``httpx`` (which both
   SDKs use) or ``requests``, ``close()`` first shuts the socket down, so a read that is
@@ -885,8 +885,8 @@ class Channel:
     """A bounded, thread-safe pipe from a producer that pushes text to a stream.
 
     The producer (any thread) calls :meth:`send` for each piece, then :meth:`close`
-    (or :meth:`fail` with an exception); the channel is the stream's source, read in
-    the stream's worker thread. Nothing polls: both sides wait on conditions.
+    (or :meth:`fail` with an exception); the channel is the stream's source, read by
+    the thread that runs the stream. Nothing polls: both sides wait on conditions.
 
     Args:
         maxsize: how many items may wait in the channel (>= 1); :meth:`send` blocks

@@ -192,9 +192,9 @@ def test_reported_tokens_are_spread_over_the_units_cut_from_the_chunk() -> None:
     out = stage(StreamChunk("Hello wor", tokens=3)) + stage(StreamChunk("ld. Bye", tokens=4))
     out += stage.flush()
     assert [(c.content, c.tokens) for c in out] == [
-        ("Hello ", 2),  # 6 of the first chunk's 9 characters: 3 * 6 // 9
-        ("world. ", 3),  # the first chunk's last token, and 4 * 4 // 7 of the second's
-        ("Bye", 2),  # the rest
+        ("Hello ", 2),  # 6 of the first chunk's 9 characters: 3 * 6 / 9
+        ("world. ", 4),  # 7 of the 10 characters held, which carry 5 tokens: 3.5, rounded
+        ("Bye", 1),  # the rest: the total stays exactly 7
     ]
 
 

@@ -221,3 +221,12 @@ def test_stream_enhanced_guide_example():
 def test_stream_with_progress_needs_a_callable():
     with pytest.raises(TypeError, match="callable"):
         hs.EnhancedStreamer().stream_with_progress(["a"], "not callable")  # type: ignore[arg-type]
+
+
+def test_final_progress_counts_the_same_tokens_as_the_result():
+    calls: List[hs.StreamProgress] = []
+    streamer = hs.EnhancedStreamer(hs.StreamConfig(progress_interval=0))
+    output, get_result = streamer.stream_with_progress(["a ", "b ", "c", "onomatopoeia"], calls.append)
+    list(output)
+    assert calls[-1].done
+    assert calls[-1].tokens_received == get_result().total_tokens == hs.estimate_tokens("a b conomatopoeia")
