@@ -28,7 +28,6 @@ for by joining them, never by sleeping.
 """
 from __future__ import annotations
 
-import functools
 import gc
 import inspect
 import random
@@ -337,7 +336,7 @@ def check_units_a_stage_passed_on_before_failing_are_delivered(placement: str) -
     passed the failing stage and must reach the reader (the stages after it are flushed,
     nothing before the fault is lost).
 
-    Engine bug (all placements): ``_Core._push`` runs a batch stage by stage; when stage
+    The bug was (all placements): ``_Core._push`` runs a batch stage by stage; when stage
     i raises on item j, the items 0..j-1 it already returned are in a local list that is
     dropped, and ``_failure`` only flushes the stages after i."""
     boom = SourceError("progress callback failed")
@@ -363,7 +362,7 @@ def check_units_flushed_before_a_later_flush_fails_are_delivered(placement: str)
     stage (the aggregation records it); then the progress stage's flush calls the callback
     with the final report, which raises. "world" must reach the reader before the error.
 
-    Engine bug (all placements): ``_Core._flush_from`` collects what each flush releases
+    The bug was (all placements): ``_Core._flush_from`` collects what each flush releases
     in a local list; when a later stage's flush raises, the list is lost, so
     ``get_result().full_content`` holds text the reader never gets."""
     boom = SourceError("final progress report failed")
@@ -392,7 +391,7 @@ def check_a_stop_after_the_source_ended_is_not_reported_as_a_complete_stream(pla
     has ended, then sets the stop on "b ", so "c " and END are in the batch being worked
     through.
 
-    Engine bug (all placements): the stages are flushed as for a normal end (the
+    The bug was (all placements): the stages are flushed as for a normal end (the
     aggregation's flush sets its end time), then ``_end()`` refuses because the stream is
     cancelled, and ``abort(None)`` never runs: ``get_result()`` says cancelled=False,
     error=None, and ``full_content`` lacks "c"."""
@@ -450,7 +449,7 @@ def check_closing_a_stream_whose_source_ended_with_its_queue_full_ends_its_worke
     ends, and the last batch ("b" and the end) waits for room. Closing the stream must end
     the worker (and dropping it must too): it may not stay blocked in the full queue.
 
-    Engine bug (prefetch, timed): ``_produce`` and ``_run_stages`` call ``_end()``
+    The bug was (prefetch, timed): ``_produce`` and ``_run_stages`` call ``_end()``
     (``finished = True``) before the last batch is put; ``cancel()`` returns at once when
     ``finished``, so the queue is never closed and the worker waits in ``put_many``
     forever (a leaked thread per abandoned stream)."""
@@ -469,23 +468,9 @@ def check_closing_a_stream_whose_source_ended_with_its_queue_full_ends_its_worke
         output.close()  # joins the threads (close_timeout)
         assert not [t.name for t in threads if t.is_alive()], "close() left the worker blocked"
     finally:
-        core.out.close()  # the bug's clean-up: wake a worker left blocked in the full queue
+        core.out.close()  # should the bug come back: wake a worker left blocked, for the next tests
         for t in threads:
             t.join(5)
-
-
-CHECKS = {
-    "batch-loss": check_units_a_stage_passed_on_before_failing_are_delivered,
-    "flush-loss": check_units_flushed_before_a_later_flush_fails_are_delivered,
-    "stop-after-end": check_a_stop_after_the_source_ended_is_not_reported_as_a_complete_stream,
-    "full-queue-leak": check_closing_a_stream_whose_source_ended_with_its_queue_full_ends_its_worker,
-}
-
-
-@functools.lru_cache(maxsize=None)
-def accept(condition: bool, weaker: bool, placement: str, *bugs: str) -> None:
-    """Assert ``condition`` (the trials once tolerated the known bugs named in ``bugs``)."""
-    assert condition, f"fails (once the symptom of: {', '.join(bugs)})"
 
 
 # --- the source fails ------------------------------------------------------------------
@@ -537,13 +522,7 @@ def callback_fails(rng: random.Random, placement: str) -> None:
         assert outcome is exc
         # every chunk the callback reported on before the failing report was delivered
         before = progress.calls[fail_at - 1].characters_received if fail_at else 0
-        accept(
-            delivered == full[:before],
-            full[:before].startswith(delivered),
-            placement,
-            "batch-loss",
-            "flush-loss",
-        )
+        assert delivered == full[:before]
     else:
         assert outcome == "end"
         assert delivered == full
@@ -551,12 +530,7 @@ def callback_fails(rng: random.Random, placement: str) -> None:
     assert src.is_closed()
     result = get_result()
     assert result.error is (exc if progress.raised else None) and not result.cancelled
-    accept(
-        result.full_content == delivered,
-        result.full_content.startswith(delivered) and full.startswith(result.full_content),
-        placement,
-        "flush-loss",
-    )
+    assert result.full_content == delivered
     check_final_progress(progress, result, exact=not progress.raised)
 
 
@@ -587,12 +561,7 @@ def counter_fails(rng: random.Random, placement: str) -> None:
     assert src.is_closed()
     result = get_result()
     assert result.error is (exc if counter.raised else None) and not result.cancelled
-    accept(
-        result.full_content == delivered,
-        result.full_content.startswith(delivered) and full.startswith(result.full_content),
-        placement,
-        "flush-loss",
-    )
+    assert result.full_content == delivered
     check_final_progress(progress, result, exact=not counter.raised)
 
 
@@ -617,7 +586,6 @@ def consumer_closes(rng: random.Random, placement: str) -> None:
     output, get_result = streamer.stream_enhanced(src.source, progress)
     limit = rng.randint(0, len(items) + 1)
     how = rng.choice(["close", "with", "with-error", "drop"])
-    core = output._core  # noqa: SLF001 - to tell, once it is dropped, that it was stopped
     if how == "close":
         got, outcome = read(output, rng, limit)
         output.close()
@@ -653,12 +621,7 @@ def consumer_closes(rng: random.Random, placement: str) -> None:
     if outcome == "end":
         assert delivered == full and not result.cancelled
     elif not result.cancelled:  # it had ended before it was closed: nothing is missing
-        accept(
-            result.full_content == full,
-            core.cancelled and full.startswith(result.full_content),
-            placement,
-            "stop-after-end",
-        )
+        assert result.full_content == full
     check_final_progress(progress, result)
 
 
@@ -719,12 +682,7 @@ def stop_fires(rng: random.Random, placement: str) -> None:
     if when == "before":
         assert delivered == "" and result.cancelled
     if not result.cancelled:  # the stop came after the end: nothing is missing
-        accept(
-            result.full_content == full,
-            output.cancelled and full.startswith(result.full_content),
-            placement,
-            "stop-after-end",
-        )
+        assert result.full_content == full
     check_final_progress(progress, result)
 
 
@@ -823,7 +781,7 @@ def test_source_blocking_while_a_reader_waits_then_released_stopped_or_closed(pl
     run_trials(source_blocks, placement)
 
 
-# --- known engine bugs, on record ------------------------------------------------------------
+# --- engine bugs the trials found (now fixed), as regression tests ---------------------------
 # Each is described in full in its check_* function above.
 
 
