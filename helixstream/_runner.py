@@ -669,11 +669,11 @@ class ChunkStream:
 
     def _deliver(self, item: Any) -> StreamChunk:
         if item is END:
-            self._done = True
+            self._over()
             self._core.join(self._close_timeout)
             raise StopIteration
         if item.__class__ is _Failure:
-            self._done = True
+            self._over()
             self._core.join(self._close_timeout)
             raise item.exc
         return item  # type: ignore[no-any-return]
@@ -687,10 +687,10 @@ class ChunkStream:
                 try:
                     batch = core.pull()
                 except StopIteration:
-                    self._done = True
+                    self._over()
                     raise
                 except BaseException:
-                    self._done = True
+                    self._over()
                     raise
                 if len(batch) == 1:
                     return batch[0]
@@ -700,7 +700,7 @@ class ChunkStream:
         try:
             batch = core.out.get_all(timeout)
         except _Closed:
-            self._done = True
+            self._over()
             raise StopIteration from None
         self._batch = it = iter(batch)
         return next(it)
@@ -725,6 +725,17 @@ class ChunkStream:
         self._batch = iter(())
         self._core.cancel()
         self._core.join(self._close_timeout)
+        self._over()
+
+    def _over(self) -> None:
+        """The stream is over for this reader: nothing is left for the finalizer to stop.
+
+        Detaching it matters: its registry holds the core, and a failed core holds the
+        exception, whose traceback holds the reader's frame and so this object; left
+        attached, a failed stream would never be freed.
+        """
+        self._done = True
+        self._finalizer.detach()
 
     def __enter__(self) -> "ChunkStream":
         return self
