@@ -49,8 +49,9 @@ def plain_loop(pieces: list) -> int:
     return len(out)
 
 
-def through_stream(pieces: list) -> int:
-    output, _ = hs.EnhancedStreamer().stream_buffered(pieces, "word")
+def through_stream(pieces: list, prefetch: bool = False) -> int:
+    config = hs.StreamConfig(prefetch=True) if prefetch else hs.StreamConfig()
+    output, _ = hs.EnhancedStreamer(config).stream_buffered(pieces, "word")
     n = 0
     for _chunk in output:
         n += 1
@@ -66,7 +67,11 @@ def best_of(fn, pieces, repeat=5) -> float:
     return best
 
 
-def latency(n: int, period: float = 0.001) -> list:
+def through_worker(pieces: list) -> int:
+    return through_stream(pieces, prefetch=True)
+
+
+def latency(n: int, period: float = 0.001, prefetch: bool = False) -> list:
     sent = {}
 
     def source():
@@ -81,7 +86,8 @@ def latency(n: int, period: float = 0.001) -> list:
             sent[i] = time.perf_counter()
             yield f"w{i} "  # each piece completes one word
 
-    output, _ = hs.EnhancedStreamer().stream_buffered(source(), "word")
+    config = hs.StreamConfig(prefetch=True) if prefetch else hs.StreamConfig()
+    output, _ = hs.EnhancedStreamer(config).stream_buffered(source(), "word")
     delays = []
     for i, chunk in enumerate(output):
         delays.append(time.perf_counter() - sent[i])
@@ -95,20 +101,26 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     pieces = make_pieces(args.chunks)
     assert plain_loop(pieces) == through_stream(pieces)
+    assert plain_loop(pieces) == through_worker(pieces)
     base = best_of(plain_loop, pieces)
     ours = best_of(through_stream, pieces)
+    worker = best_of(through_worker, pieces)
     print(f"input chunks: {len(pieces)}")
-    print(f"plain loop (one thread):   {len(pieces) / base:12,.0f} chunks/s")
-    print(f"stream_buffered (engine):  {len(pieces) / ours:12,.0f} chunks/s")
-    ratio = base / ours
-    print(f"ratio engine/plain: {ratio:.2f}  (target >= 0.5: {'met' if ratio >= 0.5 else 'NOT met'})")
+    print(f"plain loop (one thread):                  {len(pieces) / base:12,.0f} chunks/s")
+    print(f"stream_buffered, default (reader thread): {len(pieces) / ours:12,.0f} chunks/s")
+    print(f"stream_buffered, prefetch (worker thread): {len(pieces) / worker:11,.0f} chunks/s")
+    for label, t in (("default", ours), ("prefetch", worker)):
+        ratio = base / t
+        print(f"ratio engine/plain, {label}: {ratio:.2f}  "
+              f"(target >= 0.5: {'met' if ratio >= 0.5 else 'NOT met'})")
     before = threading.active_count()
-    delays = sorted(latency(args.latency_chunks))
-    p50 = delays[len(delays) // 2] * 1e3
-    p99 = delays[int(len(delays) * 0.99)] * 1e3
-    print(f"added latency, 1 chunk/ms source, {len(delays)} chunks: "
-          f"p50 {p50:.3f} ms  p99 {p99:.3f} ms  max {delays[-1] * 1e3:.3f} ms "
-          f"(target p99 <= 1 ms: {'met' if p99 <= 1.0 else 'NOT met'})")
+    for label, prefetch in (("default", False), ("prefetch", True)):
+        delays = sorted(latency(args.latency_chunks, prefetch=prefetch))
+        p50 = delays[len(delays) // 2] * 1e3
+        p99 = delays[int(len(delays) * 0.99)] * 1e3
+        print(f"added latency ({label}), 1 chunk/ms source, {len(delays)} chunks: "
+              f"p50 {p50:.3f} ms  p99 {p99:.3f} ms  max {delays[-1] * 1e3:.3f} ms "
+              f"(target p99 <= 1 ms: {'met' if p99 <= 1.0 else 'NOT met'})")
     print(f"threads before/after: {before}/{threading.active_count()}")
     return 0
 
