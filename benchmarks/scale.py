@@ -6,8 +6,11 @@ progress callback, aggregation), each consumed by its own thread, as a threaded 
 server would. For each N it prints:
 
 - achieved aggregate tokens/s against the offered rate (N x rate);
-- p50 / p99 / max of the delay each chunk gained: from the moment the simulated model
-  produced the token that completed it to the moment the reader received it;
+- p50 / p99 / max of the delay each chunk gained: from the moment the token that
+  completed it was due on the simulated model's schedule to the moment the reader
+  received it. Measuring from the schedule, not from when the source's code ran,
+  counts a source that was read late (in the default placement the source runs in the
+  reader's thread) as delay, as a real model's tokens would wait in a socket buffer;
 - threads per stream (the stream's own threads; the reader thread is the caller's);
 - RSS per stream (peak RSS above the idle baseline, divided by N);
 - CPU seconds per 1,000 tokens (process CPU time, all threads).
@@ -21,7 +24,7 @@ GIL time out every switch interval and force hand-overs, and on a small machine 
 can tip the process into a storm of futex calls (see benchmarks/README.md).
 
 Run: python benchmarks/scale.py [--streams 100 500 1000] [--seconds 10] [--rate 20]
-                                [--switch-interval 0.05] [--prefetch]
+                                [--switch-interval 0.05] [--prefetch | --plain]
 """
 from __future__ import annotations
 
@@ -52,7 +55,7 @@ class SimulatedLLM:
     """Emits ``count`` tokens at ``rate`` per second on an absolute schedule.
 
     Every token is a whole word plus a space, so each completes one word unit; the time
-    it was produced is recorded under its sequence number, written into the text.
+    it was due is recorded under its sequence number, written into the text.
     """
 
     def __init__(self, stream_no: int, count: int, rate: float, start: float) -> None:
@@ -60,7 +63,7 @@ class SimulatedLLM:
         self.count = count
         self.period = 1.0 / rate
         self.start = start
-        self.produced_at: List[float] = [0.0] * count
+        self.due_at: List[float] = [0.0] * count
 
     def __iter__(self):
         clock = time.perf_counter
@@ -71,11 +74,32 @@ class SimulatedLLM:
             left = t - clock()
             if left > 0:
                 sleep(left)
-            self.produced_at[i] = clock()
+            self.due_at[i] = t
             yield f"{WORDS[i % len(WORDS)]}{i} "
 
 
 PREFETCH = False
+PLAIN = False
+
+
+class _Plain:
+    """The baseline: the reader iterates the simulated model itself, no helixstream."""
+
+    def __init__(self, source: SimulatedLLM) -> None:
+        self.source = source
+
+    def threads(self) -> list:
+        return []
+
+    def __enter__(self) -> "_Plain":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def __iter__(self):
+        return iter(self.source)
+PLAIN = False
 
 
 def run(n: int, seconds: float, rate: float) -> Dict[str, float]:
@@ -84,42 +108,54 @@ def run(n: int, seconds: float, rate: float) -> Dict[str, float]:
     base_threads = threading.active_count()
     base_rss = rss_kb()
     peak_rss = [base_rss]
-    start = time.perf_counter() + 0.5 + n / 2000  # time for every reader to start
-    # streams start at different moments, as a thousand users' requests do: their
-    # tokens are spread evenly over each period instead of all landing at once
-    sources = [SimulatedLLM(k, count, rate, start + k / (n * rate)) for k in range(n)]
+    sources = [SimulatedLLM(k, count, rate, 0.0) for k in range(n)]
     delays: List[List[float]] = [[] for _ in range(n)]
     received = [0] * n
     stream_threads = [0] * n
     last = [0.0] * n  # when each reader received its last chunk
     options = {"prefetch": True} if PREFETCH else {}
     config = hs.StreamConfig(buffer_type="word", progress_interval=0.25, **options)
-    ready = threading.Barrier(n + 1)
+    schedule = [0.0]
+
+    def set_schedule() -> None:
+        # The schedule starts once every stream is open, so starting a thousand threads
+        # is not counted as delay; the slack lets the readers, released at once, settle
+        # before the first token is due. Streams start at different moments, as a
+        # thousand users' requests do: their tokens are spread evenly over each period.
+        schedule[0] = start = time.perf_counter() + 0.5
+        for k, src in enumerate(sources):
+            src.start = start + k / (n * rate)
+
+    ready = threading.Barrier(n + 1, action=set_schedule)  # every reader has opened its stream
 
     def reader(k: int) -> None:
         src = sources[k]
         progress_calls = []
-        output, get_result = hs.EnhancedStreamer(config).stream_enhanced(src, progress_calls.append)
+        if PLAIN:
+            output, get_result = _Plain(src), None
+        else:
+            output, get_result = hs.EnhancedStreamer(config).stream_enhanced(src, progress_calls.append)
         stream_threads[k] = len(output.threads())
         ready.wait()
         clock = time.perf_counter
         got = delays[k]
-        produced = src.produced_at
+        due = src.due_at
         i = 0
         with output:
             for chunk in output:
                 now = clock()
-                got.append(now - produced[i])
+                got.append(now - due[i])
                 i += 1
         received[k] = i
         last[k] = now if i else 0.0
-        assert get_result().chunk_count == count
+        assert get_result is None or get_result().chunk_count == count
 
     threads = [threading.Thread(target=reader, args=(k,), name=f"reader-{k}") for k in range(n)]
     cpu0 = time.process_time()
     for t in threads:
         t.start()
     ready.wait()
+    start = schedule[0]
     sampler_stop = threading.Event()
 
     def sample() -> None:
@@ -166,16 +202,20 @@ def main(argv=None) -> int:
                     help="sys.setswitchinterval value (default: leave CPython's 0.005)")
     ap.add_argument("--prefetch", action="store_true",
                     help="give every stream a worker thread (StreamConfig(prefetch=True))")
+    ap.add_argument("--plain", action="store_true",
+                    help="baseline: the readers iterate the simulated models directly, "
+                         "without helixstream, to show what the interpreter alone costs")
     args = ap.parse_args(argv)
-    global PREFETCH
+    global PREFETCH, PLAIN
     PREFETCH = args.prefetch
+    PLAIN = args.plain
     threading.stack_size(256 * 1024)
     if args.switch_interval is not None:
         sys.setswitchinterval(args.switch_interval)
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus; "
           f"{args.rate:g} tokens/s per stream for {args.seconds:g}s; "
           f"switch interval {sys.getswitchinterval():g}s; "
-          f"{'prefetch (a worker thread per stream)' if PREFETCH else 'default placement'}")
+          f"{'baseline: no helixstream' if PLAIN else 'prefetch (a worker thread per stream)' if PREFETCH else 'default placement'}")
     header = (f"{'N':>5} {'offered/s':>10} {'achieved/s':>11} {'delivered':>10} {'p50 ms':>8} "
               f"{'p99 ms':>8} {'max ms':>8} {'thr/stream':>10} {'RSS KB/str':>10} {'CPU s/1k tok':>12}")
     print(header)
