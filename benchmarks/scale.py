@@ -58,8 +58,10 @@ class SimulatedLLM:
     it was due is recorded under its sequence number, written into the text.
     """
 
-    def __init__(self, stream_no: int, count: int, rate: float, start: float) -> None:
+    def __init__(self, stream_no: int, count: int, rate: float, start: float,
+                 scheduled: threading.Event) -> None:
         self.stream_no = stream_no
+        self.scheduled = scheduled  # set once ``start`` is
         self.count = count
         self.period = 1.0 / rate
         self.start = start
@@ -68,6 +70,7 @@ class SimulatedLLM:
     def __iter__(self):
         clock = time.perf_counter
         sleep = time.sleep
+        self.scheduled.wait()  # a stream that reads ahead in a thread starts early
         t = self.start
         for i in range(self.count):
             t += self.period
@@ -108,7 +111,8 @@ def run(n: int, seconds: float, rate: float) -> Dict[str, float]:
     base_threads = threading.active_count()
     base_rss = rss_kb()
     peak_rss = [base_rss]
-    sources = [SimulatedLLM(k, count, rate, 0.0) for k in range(n)]
+    scheduled = threading.Event()
+    sources = [SimulatedLLM(k, count, rate, 0.0, scheduled) for k in range(n)]
     delays: List[List[float]] = [[] for _ in range(n)]
     received = [0] * n
     stream_threads = [0] * n
@@ -125,6 +129,7 @@ def run(n: int, seconds: float, rate: float) -> Dict[str, float]:
         schedule[0] = start = time.perf_counter() + 0.5
         for k, src in enumerate(sources):
             src.start = start + k / (n * rate)
+        scheduled.set()
 
     ready = threading.Barrier(n + 1, action=set_schedule)  # every reader has opened its stream
 
