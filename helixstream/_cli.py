@@ -232,9 +232,13 @@ def _non_negative(text: str) -> float:
     return value
 
 
-def _buffer_option(p: argparse.ArgumentParser, default: str) -> None:
+def _buffer_options(p: argparse.ArgumentParser, default: str) -> None:
+    """--buffer, --rate and --max-delay: how the text is cut and paced."""
     p.add_argument("--buffer", default=default, choices=[t.value for t in BufferType],
                    help=f"unit to release (default {default})")
+    p.add_argument("--rate", type=_non_negative, default=0, help="tokens/s limit (0: none)")
+    p.add_argument("--max-delay", type=_non_negative, default=None,
+                   help="release held text after this many seconds without a boundary")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -252,10 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Stream an answer (a simulated model, or a real "
                                       "OpenAI-compatible endpoint) through a buffer, with a "
                                       "progress bar on stderr and a summary at the end.")
-    _buffer_option(demo, "sentence")
-    demo.add_argument("--rate", type=_non_negative, default=0, help="tokens/s limit (0: none)")
-    demo.add_argument("--max-delay", type=_non_negative, default=None,
-                      help="release held text after this many seconds without a boundary")
+    _buffer_options(demo, "sentence")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_source_options(demo)
     demo.set_defaults(run=_demo)
@@ -264,10 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Read text from stdin as it arrives and write it to "
                                       "stdout in whole units, e.g. "
                                       "'some-llm-cli | helixstream pipe --buffer sentence --rate 30'.")
-    _buffer_option(pipe, "word")
-    pipe.add_argument("--rate", type=_non_negative, default=0, help="tokens/s limit (0: none)")
-    pipe.add_argument("--max-delay", type=_non_negative, default=None,
-                      help="release held text after this many seconds without a boundary")
+    _buffer_options(pipe, "word")
     pipe.add_argument("--progress", action="store_true",
                       help="progress bar and summary on stderr")
     pipe.set_defaults(run=_pipe)
@@ -275,11 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="a web page showing the stream live (SSE)",
                            description="Serve a page on 127.0.0.1 whose EventSource shows the "
                                        "enhanced stream live with a progress bar.")
-    _buffer_option(serve, "word")
+    _buffer_options(serve, "word")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
-    serve.add_argument("--rate", type=_non_negative, default=0, help="tokens/s limit (0: none)")
-    serve.add_argument("--max-delay", type=_non_negative, default=None,
-                       help="release held text after this many seconds without a boundary")
     _add_source_options(serve)
     serve.set_defaults(run=_serve)
     return parser

@@ -293,26 +293,17 @@ class _TokenBucket:
         Returns:
             How many items were put into the queue.
         """
-        it = iter(items)
-        cost = _Coster(counter)
         put = _StoppablePut(output_queue, stop)
+        limited = self._limited(iter(items), stop, _Coster(counter))
         count = 0
-        finished = False
         try:
-            while stop is None or not stop.is_set():
-                try:
-                    item = next(it)
-                except StopIteration:
-                    cost.finish()
-                    finished = True
-                    break
-                if not self.acquire(cost(item), stop) or not put(item):
+            for item in limited:
+                if not put(item):
                     break
                 count += 1
         finally:
             put.done()
-            if not finished:
-                _close_quietly(it)
+            limited.close()  # closes the source unless it ended
         return count
 
     def __repr__(self) -> str:

@@ -143,6 +143,16 @@ def _start(*args: str) -> subprocess.Popen:
     )
 
 
+def _reap(proc: subprocess.Popen) -> None:
+    """Kill ``proc`` if still running, close its pipes and wait: nothing left behind
+    when a test fails half-way."""
+    proc.kill()
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+    proc.wait(timeout=10)
+
+
 def test_ctrl_c_during_demo_ends_cleanly_without_a_traceback():
     proc = _start("demo", "--tps", "5", "--first-token-delay", "0")
     try:
@@ -152,7 +162,7 @@ def test_ctrl_c_during_demo_ends_cleanly_without_a_traceback():
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=10)
     finally:
-        proc.kill()
+        _reap(proc)
     assert proc.returncode == 130
     assert "Traceback" not in err and "interrupted" in err
 
@@ -194,6 +204,6 @@ def test_serve_shows_a_page_and_streams_events_then_stops_on_ctrl_c():
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=10)
     finally:
-        proc.kill()
+        _reap(proc)
     assert proc.returncode == 0
     assert "Traceback" not in err
