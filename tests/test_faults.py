@@ -577,6 +577,22 @@ class ConsumerError(Exception):
     pass
 
 
+def stopped_cleanly(src: Any, got: List[str], get_result: Any, full: str) -> Tuple[str, Any]:
+    """After a close or a stop: no stream thread left, the source closed, and the result
+    a prefix of the whole text holding all that was delivered, with no error.
+
+    Returns the delivered text and the result.
+    """
+    join_stream_threads()
+    assert src.is_closed()
+    delivered = "".join(got)
+    result = get_result()
+    assert result.full_content.startswith(delivered)
+    assert full.startswith(result.full_content)
+    assert result.error is None
+    return delivered, result
+
+
 def consumer_closes(rng: random.Random, placement: str) -> None:
     items, kind = make_items(rng)
     full = text_of(items, kind)
@@ -611,13 +627,7 @@ def consumer_closes(rng: random.Random, placement: str) -> None:
     if how != "drop":
         assert output.closed
         assert next(output, None) is None  # nothing after close
-    join_stream_threads()
-    assert src.is_closed()
-    delivered = "".join(got)
-    result = get_result()
-    assert result.full_content.startswith(delivered)
-    assert full.startswith(result.full_content)
-    assert result.error is None
+    delivered, result = stopped_cleanly(src, got, get_result, full)
     if outcome == "end":
         assert delivered == full and not result.cancelled
     elif not result.cancelled:  # it had ended before it was closed: nothing is missing
@@ -672,13 +682,7 @@ def stop_fires(rng: random.Random, placement: str) -> None:
     thread.join(5)
     assert not thread.is_alive()
     assert outcome == "end"  # a stop is a clean end for the reader
-    join_stream_threads()
-    assert src.is_closed()
-    delivered = "".join(got)
-    result = get_result()
-    assert result.full_content.startswith(delivered)
-    assert full.startswith(result.full_content)
-    assert result.error is None
+    delivered, result = stopped_cleanly(src, got, get_result, full)
     if when == "before":
         assert delivered == "" and result.cancelled
     if not result.cancelled:  # the stop came after the end: nothing is missing
