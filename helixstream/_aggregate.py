@@ -77,15 +77,18 @@ class AggregateStage:
         self._cache: Optional[Tuple[int, int]] = None  # (chunks counted, tokens)
 
     def __call__(self, item: Any) -> List[Any]:
-        # Only the stream's worker calls this, so the writes need no lock: appends are
-        # atomic, and result() copies the lists in an order that keeps them consistent.
+        # One thread at a time calls this. Text without a reported count (the common
+        # case) is recorded without the lock: its index goes into ``_uncounted`` before
+        # the text into ``_contents``, and result() copies ``_contents`` first, so every
+        # index below the length it copied is there. A reported count changes a total,
+        # so it is recorded with its text under the lock.
         contents = self._contents
         n = len(contents)
         if self._first is None:
             self._first = self._clock()
         if item.__class__ is str:
-            contents.append(item)
             self._uncounted.append(n)
+            contents.append(item)
             return [StreamChunk(item, n)]
         chunk = item
         if chunk.index != n:
@@ -95,11 +98,13 @@ class AggregateStage:
             usage = chunk.metadata.get(self._usage_key)
             if usage is not None:
                 self._note_usage(usage)
-        contents.append(chunk.content)
         if chunk.tokens is None:
             self._uncounted.append(n)
+            contents.append(chunk.content)
         else:
-            self._reported += chunk.tokens
+            with self._lock:
+                self._reported += chunk.tokens
+                contents.append(chunk.content)
         return [chunk]
 
     def _note_usage(self, usage: Any) -> None:
@@ -146,8 +151,8 @@ class AggregateStage:
             end = self._end if self._end is not None else self._clock()
             duration = max(0.0, end - self._start)
             reported = self._reported
+            contents = list(self._contents)  # first: the indexes below hold all it has
             uncounted = list(self._uncounted)
-            contents = list(self._contents)  # after the indexes: it holds all they name
             tokens = self._tokens(contents, uncounted, reported)
             full = "".join(contents)
             return AggregatedStream(

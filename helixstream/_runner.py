@@ -211,7 +211,11 @@ class _Core:
             bind = getattr(stage, "bind", None)
             if bind is not None:
                 bind(self.stop)
-        self._unwatch = on_set(stop, self.cancel)
+        self._unwatch = on_set(stop, self._stop_requested)
+        if self.cancelled and self.placement == "inline":
+            # the stop event was already set: the pipeline was wound up before the
+            # watch could be stored, so release it now
+            self._release_stop()
         for t in self.threads:
             t.start()
 
@@ -243,6 +247,10 @@ class _Core:
                 self._close_source()
                 self._release_stop()
 
+    def _in_worker(self) -> bool:
+        """Whether the calling thread is one of this stream's worker threads."""
+        return threading.current_thread() in self.threads
+
     def _release_stop(self) -> None:
         unwatch, self._unwatch = self._unwatch, _noop
         unwatch()
@@ -257,12 +265,24 @@ class _Core:
         self._spawn(self._drive, "source+" + self._stage_names()).start()
 
     # --- stopping --------------------------------------------------------------------
-    def cancel(self) -> None:
-        """Stop the stream: wake every thread and close the source. Never blocks."""
+    def _stop_requested(self) -> None:
+        """The caller's stop event was set: like :meth:`cancel`, but a stream that has
+        already ended is left alone, so its reader still gets everything."""
+        self.cancel(reader_left=False)
+
+    def cancel(self, reader_left: bool = True) -> None:
+        """Stop the stream: wake every thread and close the source.
+
+        It does not wait for threads. In the inline placement, when nobody is reading at
+        that moment, it winds the pipeline up in the calling thread (the stages' clean-up
+        and the source's ``close()`` run there).
+        """
         with self._lock:
             if self.cancelled:
                 return
             if self.finished:
+                if not reader_left:
+                    return
                 # The stream is complete, but a worker may still be waiting for room to
                 # hand over its last batch: the reader has left, so wake it (the result
                 # stays complete: nothing is marked cancelled).
@@ -349,9 +369,12 @@ class _Core:
                 self._in_source = False
             if raw.__class__ is str:
                 decode.index += 1
-                yield raw
+                if raw:  # an empty piece carries nothing
+                    yield raw
                 continue
             item = decode(raw)
+            if not item and item.__class__ is str:
+                continue  # empty, or bytes that end mid-character
             if type(item) is StreamChunk or isinstance(item, StreamChunk):
                 if item.error is not None:
                     raise item.error
@@ -399,13 +422,13 @@ class _Core:
     _partial: List[Any] = []
     _flushed: List[Any] = []
 
-    def _push_many(self, items: Iterable[Any], start: int) -> List[Any]:
-        out: List[Any] = []
+    def _push_many(self, items: Iterable[Any], start: int, out: List[Any]) -> None:
+        """Push each item from stage ``start``, adding what comes out to ``out`` item by
+        item, so that a failure on a later item keeps what earlier ones released."""
         for item in items:
             got = self._push(item, start)
             if got:
                 out.extend(got)
-        return out
 
     def _flush_from(self, first: int) -> List[Any]:
         """Flush stages ``first``.. in order; what stage i releases goes through i+1..
@@ -423,7 +446,7 @@ class _Core:
                 self._failed_at = i
                 raise
             if got:
-                out.extend(self._push_many(got, i + 1))
+                self._push_many(got, i + 1, out)
         return out
 
     def _abort(self, error: Optional[BaseException]) -> None:
@@ -456,7 +479,7 @@ class _Core:
         partial, self._partial, self._flushed = self._partial, _NOTHING, _NOTHING
         try:
             if partial:
-                out.extend(self._push_many(partial, failed_at + 1))
+                self._push_many(partial, failed_at + 1, out)
             out.extend(self._flush_from(failed_at + 1))
         except BaseException:  # noqa: BLE001 - the first error wins
             pass
@@ -492,13 +515,13 @@ class _Core:
         except GeneratorExit:
             self._abort(None)
             raise
-        except (KeyboardInterrupt, SystemExit) as exc:
-            # the reader's own thread was interrupted: stop now, deliver nothing more
-            self.error = exc
-            self._end()
-            self._abort(exc)
-            raise
         except BaseException as exc:  # noqa: BLE001 - delivered to the reader
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)) and not self._in_worker():
+                # the reader's own thread was interrupted: stop now, deliver nothing more
+                self.error = exc
+                self._end()
+                self._abort(exc)
+                raise
             if self.cancelled:
                 self._abort(None)
             else:
@@ -520,7 +543,12 @@ class _Core:
             if self.cancelled:
                 self._close_pipeline()
                 raise StopIteration
-            return next(gen)
+            batch = next(gen)
+            if self.cancelled:
+                # closed from another thread while this one was running the pipeline:
+                # cancel() left the winding up to this thread
+                self._close_pipeline()
+            return batch
 
     def _drive(self) -> None:
         gen = self._gen
@@ -559,6 +587,7 @@ class _Core:
 
     def _tick(self) -> List[Any]:
         out: List[Any] = []
+        self._flushed = out  # kept on the core, as in _flush_from
         stages = self.stages
         for i, stage in enumerate(stages):
             if stage in self.timed:
@@ -570,7 +599,8 @@ class _Core:
                         self._failed_at = i
                         raise
                     if got:
-                        out.extend(self._push_many(got, i + 1))
+                        self._push_many(got, i + 1, out)
+        self._flushed = _NOTHING
         return out
 
     def _put_last(self, batch: Optional[List[Any]]) -> None:

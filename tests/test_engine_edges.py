@@ -1,0 +1,183 @@
+"""Edge cases of the engine found in review: each test failed before its fix."""
+from __future__ import annotations
+
+import gc
+import threading
+import weakref
+from typing import Any, List
+
+import pytest
+
+import helixstream as hs
+from helixstream._aggregate import AggregateStage
+from helixstream._runner import run_stages
+
+from .conftest import wait_for
+
+
+def read_all(output: Any, into: List[Any]) -> None:
+    """Read ``output`` to its end into ``into``; an exception is recorded, not raised."""
+    try:
+        for chunk in output:
+            into.append(chunk.content)
+        into.append("<end>")
+    except BaseException as exc:  # noqa: BLE001 - what the reader saw
+        into.append(exc)
+
+
+@pytest.mark.parametrize("exc_type", [SystemExit, KeyboardInterrupt])
+def test_an_interrupt_raised_in_a_worker_thread_reaches_the_reader(exc_type: type) -> None:
+    def source() -> Any:
+        yield "hello "
+        raise exc_type(3)
+
+    output, get_result = hs.EnhancedStreamer(hs.StreamConfig(prefetch=True)).stream_buffered(source())
+    got: List[Any] = []
+    reader = threading.Thread(target=read_all, args=(output, got))
+    reader.start()
+    reader.join(10)
+    assert not reader.is_alive(), "the reader was left waiting"
+    assert got[0] == "hello " and isinstance(got[1], exc_type) and len(got) == 2
+    assert isinstance(get_result().error, exc_type)
+
+
+def test_a_stop_set_after_the_stream_finished_loses_nothing() -> None:
+    # timed placement, a one-chunk queue: the stage thread has finished the stream and
+    # waits to hand over its last batch when the caller's stop event is set
+    stop = threading.Event()
+    config = hs.StreamConfig(buffer_type="word", max_delay=5, queue_size=1)
+    output, get_result = hs.EnhancedStreamer(config).stream_buffered(
+        iter(["one two ", "three"]), stop=stop
+    )
+    assert wait_for(lambda: output._core.finished)  # noqa: SLF001
+    stop.set()
+    got = [c.content for c in output]
+    assert got == ["one ", "two ", "three"]
+    assert not output.cancelled
+    result = get_result()
+    assert result.full_content == "one two three" and not result.cancelled
+
+
+@pytest.mark.parametrize("prefetch", [False, True])
+def test_streams_made_with_a_stop_event_already_set_are_freed(prefetch: bool) -> None:
+    stop = threading.Event()
+    stop.set()
+    cores = []
+    for _ in range(20):
+        output, get_result = hs.EnhancedStreamer(hs.StreamConfig(prefetch=prefetch)).stream_buffered(
+            iter(["a b c"]), stop=stop
+        )
+        assert list(output) == []
+        assert output.cancelled
+        cores.append(weakref.ref(output._core))  # noqa: SLF001
+        output.close()
+        del output, get_result
+    gc.collect()
+    assert all(ref() is None for ref in cores), "a stopped stream stayed registered on the event"
+
+
+def test_close_from_another_thread_while_the_reader_is_in_next_winds_the_stream_up() -> None:
+    class Source:
+        def __init__(self) -> None:
+            self.closed = False
+            self.i = 0
+
+        def __iter__(self) -> "Source":
+            return self
+
+        def __next__(self) -> str:
+            self.i += 1
+            if self.i > 1000:
+                raise StopIteration
+            return f"w{self.i} "
+
+        def close(self) -> None:
+            self.closed = True
+
+    reports: List[hs.StreamProgress] = []
+
+    def callback(progress: hs.StreamProgress) -> None:
+        reports.append(progress)
+        if len(reports) == 2:  # the reader is inside next(): close from elsewhere
+            closer = threading.Thread(target=output.close)
+            closer.start()
+            closer.join(5)
+            assert not closer.is_alive()
+
+    source = Source()
+    config = hs.StreamConfig(progress_interval=0)
+    output, get_result = hs.EnhancedStreamer(config).stream_with_progress(source, callback)
+    got = [c.content for c in output]
+    assert 1 <= len(got) < 1000
+    # wound up by the reader's own thread, without waiting for garbage collection
+    assert source.closed
+    assert output.cancelled and get_result().cancelled
+    assert reports[-1].done
+
+
+class _Hold:
+    """Holds everything until flush."""
+
+    name = "hold"
+
+    def __init__(self) -> None:
+        self.held: List[Any] = []
+
+    def __call__(self, item: Any) -> List[Any]:
+        self.held.append(item)
+        return []
+
+    def flush(self) -> List[Any]:
+        held, self.held = self.held, []
+        return held
+
+
+class _FailOn:
+    name = "fail-on"
+
+    def __call__(self, item: Any) -> List[Any]:
+        if item == "BAD":
+            raise ValueError("bad item")
+        return [item]
+
+    def flush(self) -> List[Any]:
+        return []
+
+
+@pytest.mark.parametrize("prefetch", [False, True])
+def test_what_a_flush_released_before_a_later_stage_fails_is_delivered(prefetch: bool) -> None:
+    aggregate = AggregateStage()
+    output = run_stages(
+        iter(["good", "BAD"]), [_Hold(), _FailOn(), aggregate], result=aggregate.result,
+        prefetch=prefetch,
+    )
+    got: List[Any] = []
+    read_all(output, got)
+    assert got[0] == "good"
+    assert isinstance(got[1], ValueError) and len(got) == 2
+
+
+def test_a_result_taken_while_a_chunk_is_recorded_is_consistent_and_the_final_one_exact() -> None:
+    stage = AggregateStage(counter=len)
+    snapshots = []
+
+    class Spy(list):  # type: ignore[type-arg]
+        def append(self, item: Any) -> None:
+            super().append(item)
+            # another thread's get_result() at the worst moment: just after the text
+            result = stage.result()
+            snapshots.append((result.total_tokens, len(result.full_content)))
+
+    stage._contents = Spy()  # noqa: SLF001
+    for piece in ("ab", "cde", "f"):
+        stage(piece)
+    stage.flush()
+    assert all(tokens == chars for tokens, chars in snapshots), snapshots
+    assert stage.result().total_tokens == 6
+
+
+def test_empty_pieces_and_bytes_cut_mid_character_do_not_become_chunks() -> None:
+    source = [b"caf\xc3", b"\xa9", "", b" ok"]
+    output, get_result = hs.EnhancedStreamer().stream_with_progress(iter(source), lambda p: None)
+    assert [(c.index, c.content) for c in output] == [(0, "caf"), (1, "é"), (2, " ok")]
+    assert get_result().chunk_count == 3
