@@ -23,12 +23,13 @@ import math
 import queue
 import threading
 import time
-from typing import Any, Callable, Iterable, Iterator, List, Optional, Union
+from typing import Any, Callable, Generator, Iterable, Iterator, List, Optional, Union
 
 from ._chunk import Decoder, StreamChunk
 from ._durations import check_number
-from ._signals import on_set
+from ._signals import nothing, on_set
 from ._tokens import TokenCounter, estimate_tokens
+from ._util import close_quietly
 
 __all__ = [
     "RateLimiter",
@@ -259,7 +260,7 @@ class _TokenBucket:
 
     def _limited(
         self, it: Iterator[Any], stop: Optional[threading.Event], cost: "_Coster"
-    ) -> Iterator[Any]:
+    ) -> Generator[Any, None, None]:
         finished = False
         try:
             while stop is None or not stop.is_set():
@@ -274,7 +275,7 @@ class _TokenBucket:
                 yield item
         finally:
             if not finished:
-                _close_quietly(it)
+                close_quietly(it)
 
     def limit_chunks(
         self,
@@ -428,7 +429,7 @@ class _StoppablePut:
         self._q = q
         self._stop = stop
         self._own = stop is not None and isinstance(q, queue.Queue)
-        self._unwatch: Callable[[], None] = _nothing
+        self._unwatch: Callable[[], None] = nothing
         if self._own:
             self._unwatch = on_set(stop, self._wake)
 
@@ -457,20 +458,7 @@ class _StoppablePut:
 
     def done(self) -> None:
         self._unwatch()
-        self._unwatch = _nothing
-
-
-def _nothing() -> None:
-    return None
-
-
-def _close_quietly(obj: Any) -> None:
-    close = getattr(obj, "close", None)
-    if callable(close):
-        try:
-            close()
-        except Exception:  # noqa: BLE001 - we are stopping; the source's error is moot
-            pass
+        self._unwatch = nothing
 
 
 # --- the stage -------------------------------------------------------------------------

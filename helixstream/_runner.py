@@ -42,7 +42,8 @@ import weakref
 from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence
 
 from ._chunk import Decoder, StreamChunk
-from ._signals import on_set
+from ._signals import nothing, on_set
+from ._util import close_quietly
 
 __all__ = ["ChunkStream", "run_stages", "END"]
 
@@ -138,15 +139,6 @@ class _Pipe(queue.Queue):  # type: ignore[type-arg]
             self.not_full.notify_all()
 
 
-def _close_quietly(obj: Any) -> None:
-    close = getattr(obj, "close", None)
-    if callable(close):
-        try:
-            close()
-        except Exception:  # noqa: BLE001 - the stream is being torn down
-            pass
-
-
 class _Core:
     """The shared state of one stream. Worker threads hold this, never the ChunkStream.
 
@@ -192,7 +184,7 @@ class _Core:
         self._in_source = False
         self._source_closed = False
         self._iterator_closed = False
-        self._unwatch: Callable[[], None] = _noop
+        self._unwatch: Callable[[], None] = nothing
         self.timed = [s for s in self.stages if callable(getattr(s, "time_left", None))]
         self._gen: Optional[Iterator[List[Any]]] = None
         if self.timed:
@@ -252,7 +244,7 @@ class _Core:
         return threading.current_thread() in self.threads
 
     def _release_stop(self) -> None:
-        unwatch, self._unwatch = self._unwatch, _noop
+        unwatch, self._unwatch = self._unwatch, nothing
         unwatch()
 
     def promote(self) -> None:
@@ -340,7 +332,7 @@ class _Core:
                 setattr(self, attr, True)
                 targets.append(obj)
         for obj in targets:
-            _close_quietly(obj)
+            close_quietly(obj)
 
     def join(self, timeout: Optional[float]) -> bool:
         """Wait for the worker threads to end; True when they all have."""
@@ -662,10 +654,6 @@ class _Core:
             self.mid.close()
         if self._in_source:
             self._close_source(outside=True)
-
-
-def _noop() -> None:
-    return None
 
 
 class ChunkStream:

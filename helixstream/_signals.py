@@ -14,7 +14,7 @@ import threading
 import weakref
 from typing import Callable, Dict, Optional
 
-__all__ = ["on_set"]
+__all__ = ["nothing", "on_set"]
 
 _lock = threading.Lock()
 _callbacks: "weakref.WeakKeyDictionary[threading.Event, Dict[int, Callable[[], None]]]" = (
@@ -58,7 +58,7 @@ def on_set(event: Optional[threading.Event], callback: Callable[[], None]) -> Ca
     interested, so a long-lived event does not keep finished streams alive.
     """
     if event is None:
-        return _nothing
+        return nothing
     if not callable(getattr(event, "is_set", None)) or not callable(getattr(event, "set", None)):
         raise TypeError(f"stop must be a threading.Event, not {type(event).__name__}")
     key = next(_keys)
@@ -80,5 +80,6 @@ def on_set(event: Optional[threading.Event], callback: Callable[[], None]) -> Ca
     return unregister
 
 
-def _nothing() -> None:
+def nothing() -> None:
+    """An unregister function with nothing to undo."""
     return None

@@ -117,6 +117,7 @@ from ._aggregate import ChunkAggregator
 from ._chunk import StreamChunk
 from ._runner import ChunkStream
 from ._tokens import estimate_tokens
+from ._util import close_quietly
 
 __all__ = [
     "SSE_HEADERS",
@@ -884,15 +885,6 @@ class SSEBody:
                 return _KEEPALIVE
 
 
-def _close_quietly(obj: Any) -> None:
-    close = getattr(obj, "close", None)
-    if callable(close):
-        try:
-            close()
-        except Exception:  # noqa: BLE001 - discarding an unused source
-            pass
-
-
 def _is_factory(chunks: Any) -> bool:
     return callable(chunks) and not hasattr(chunks, "__iter__") and not hasattr(chunks, "__next__")
 
@@ -954,7 +946,7 @@ def sse_stream(
 
     if last_event_id:
         if not _is_factory(chunks):
-            _close_quietly(chunks)
+            close_quietly(chunks)
         return _resume(str(last_event_id), replay, keepalive, opening)
 
     source: Any = chunks() if _is_factory(chunks) else chunks  # type: ignore[operator]
