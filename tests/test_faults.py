@@ -687,6 +687,7 @@ def stop_fires(rng: random.Random, placement: str) -> None:
         assert delivered == "" and result.cancelled
     if not result.cancelled:  # the stop came after the end: nothing is missing
         assert result.full_content == full
+        assert delivered == full  # and the reader got it all
     check_final_progress(progress, result)
 
 
