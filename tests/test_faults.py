@@ -473,6 +473,16 @@ def check_closing_a_stream_whose_source_ended_with_its_queue_full_ends_its_worke
             t.join(5)
 
 
+def wound_up(src: Any, get_result: Any) -> Any:
+    """The stream is over: every stream thread has ended and the source is closed.
+
+    Returns the stream's result.
+    """
+    join_stream_threads()
+    assert src.is_closed()
+    return get_result()
+
+
 # --- the source fails ------------------------------------------------------------------
 
 
@@ -492,9 +502,7 @@ def source_fails(rng: random.Random, placement: str) -> None:
     assert outcome is exc
     assert "".join(got) == expected  # held text was flushed before the error
     assert next(output, None) is None  # the stream is over
-    join_stream_threads()
-    assert src.is_closed()
-    result = get_result()
+    result = wound_up(src, get_result)
     assert result.error is exc and not result.cancelled
     assert result.full_content == expected
     check_final_progress(progress, result)
@@ -526,9 +534,7 @@ def callback_fails(rng: random.Random, placement: str) -> None:
     else:
         assert outcome == "end"
         assert delivered == full
-    join_stream_threads()
-    assert src.is_closed()
-    result = get_result()
+    result = wound_up(src, get_result)
     assert result.error is (exc if progress.raised else None) and not result.cancelled
     assert result.full_content == delivered
     check_final_progress(progress, result, exact=not progress.raised)
@@ -583,10 +589,8 @@ def stopped_cleanly(src: Any, got: List[str], get_result: Any, full: str) -> Tup
 
     Returns the delivered text and the result.
     """
-    join_stream_threads()
-    assert src.is_closed()
+    result = wound_up(src, get_result)
     delivered = "".join(got)
-    result = get_result()
     assert result.full_content.startswith(delivered)
     assert full.startswith(result.full_content)
     assert result.error is None
@@ -762,10 +766,8 @@ def source_blocks(rng: random.Random, placement: str) -> None:
         src.gate.set()
     thread.join(5)
     assert not thread.is_alive()
-    join_stream_threads()
-    assert src.is_closed()
+    result = wound_up(src, get_result)
     delivered = "".join(got)
-    result = get_result()
     if action == "release":
         expected = full if fail_at is None else text_of(items[:fail_at], kind)
         assert ended == ["end" if exc is None else exc]
