@@ -14,7 +14,7 @@ from ._progress import ProgressCallback, ProgressStage
 from ._ratelimit import BurstRateLimiter, RateLimiter, RateLimitStage
 from ._runner import ChunkStream
 from ._stages import BufferStage
-from ._tokens import TokenCounter
+from ._tokens import RememberLast, TokenCounter, estimate_tokens
 
 __all__ = ["StreamConfig", "EnhancedStreamer", "StreamResult"]
 
@@ -131,14 +131,26 @@ class EnhancedStreamer:
         )
         return BufferStage(buffer, cfg.max_delay, counter=cfg.token_counter)
 
-    def _run(self, source: Iterable[Any], stages: List[Any], stop: Any, name: str) -> StreamResult:
+    def _whole_text_counter(self) -> TokenCounter:
+        """The counter for a stream's progress and aggregate: both count the whole text
+        at the end, and the second count is remembered from the first."""
+        return RememberLast(self.config.token_counter or estimate_tokens)
+
+    def _run(
+        self,
+        source: Iterable[Any],
+        stages: List[Any],
+        stop: Any,
+        name: str,
+        counter: Optional[TokenCounter] = None,
+    ) -> StreamResult:
         cfg = self.config
         return aggregate(
             source,
             stages,
             stop=stop,
             name=name,
-            counter=cfg.token_counter,
+            counter=counter or cfg.token_counter,
             queue_size=cfg.queue_size,
             close_timeout=cfg.close_timeout,
             prefetch=cfg.prefetch,
@@ -153,7 +165,9 @@ class EnhancedStreamer:
         """Buffer the stream into units (the config's buffer type unless given)."""
         return self._run(input, [self._buffer_stage(buffer_type)], stop, "buffered")
 
-    def _progress_stage(self, callback: Optional[ProgressCallback]) -> Optional[ProgressStage]:
+    def _progress_stage(
+        self, callback: Optional[ProgressCallback], counter: TokenCounter
+    ) -> Optional[ProgressStage]:
         if callback is None:
             return None
         if not callable(callback):
@@ -163,7 +177,7 @@ class EnhancedStreamer:
             callback,
             cfg.progress_interval,
             cfg.estimated_tokens,
-            counter=cfg.token_counter,
+            counter=counter,
         )
 
     def stream_with_progress(
@@ -178,10 +192,11 @@ class EnhancedStreamer:
         stream has a worker thread), at most once per ``config.progress_interval``, and
         always once more with the final progress. A slow callback slows the stream.
         """
-        stage = self._progress_stage(callback)
+        counter = self._whole_text_counter()
+        stage = self._progress_stage(callback, counter)
         if stage is None:
             raise TypeError("stream_with_progress needs a callback")
-        return self._run(input, [stage], stop, "progress")
+        return self._run(input, [stage], stop, "progress", counter)
 
     def stream_enhanced(
         self,
@@ -198,10 +213,11 @@ class EnhancedStreamer:
         limiter = self._rate_stage(None)
         if limiter is not None:
             stages.append(limiter)
-        progress = self._progress_stage(callback)
+        counter = self._whole_text_counter()
+        progress = self._progress_stage(callback, counter)
         if progress is not None:
             stages.append(progress)
-        return self._run(input, stages, stop, "enhanced")
+        return self._run(input, stages, stop, "enhanced", counter)
 
     def _rate_stage(self, tokens_per_second: Optional[float]) -> Optional[RateLimitStage]:
         cfg = self.config

@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 import threading
 import warnings
-from typing import Any, Callable, Dict, Iterator, List, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from ._errors import ConfigError
 
@@ -586,3 +586,27 @@ def bpe_counter(encoding: str = "cl100k_base") -> TokenCounter:
     """
     name = encoding_name_for(encoding)
     return _BpeCounter(name, _load_encoding(name))
+
+
+class RememberLast:
+    """A token counter that remembers its last answer (private).
+
+    A stream's progress stage and its aggregate both count the stream's whole text once
+    it ends, so that the final progress equals the result; sharing one of these makes
+    the second count free. Safe to share between threads: the remembered pair is
+    replaced in one assignment.
+    """
+
+    __slots__ = ("_count", "_last")
+
+    def __init__(self, count: TokenCounter) -> None:
+        self._count = count
+        self._last: Optional[Tuple[str, int]] = None
+
+    def __call__(self, text: str) -> int:
+        last = self._last
+        if last is not None and text == last[0]:
+            return last[1]
+        n = self._count(text)
+        self._last = (text, n)
+        return n

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, List
 
 import pytest
 
@@ -273,3 +273,21 @@ def test_close_from_another_thread_interrupts_a_rate_limit_wait_in_the_readers_t
 def test_prefetch_must_be_a_bool():
     with pytest.raises(hs.ConfigError, match="prefetch"):
         hs.StreamConfig(prefetch="yes")
+
+
+def test_the_whole_text_is_counted_once_for_progress_and_result_together() -> None:
+    counted: List[str] = []
+
+    def counter(text: str) -> int:
+        counted.append(text)
+        return len(text.split())
+
+    words = [f"w{i} " for i in range(50)]
+    config = hs.StreamConfig(buffer_type="word", progress_interval=3600, token_counter=counter)
+    reports: List[Any] = []
+    output, get_result = hs.EnhancedStreamer(config).stream_enhanced(iter(words), reports.append)
+    assert [c.content for c in output] == words
+    result = get_result()
+    whole = "".join(words)
+    assert result.total_tokens == reports[-1].tokens_received == 50
+    assert counted.count(whole) == 1  # the final progress counted it; the result reused it
