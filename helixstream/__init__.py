@@ -20,6 +20,7 @@ from ._config import OptimizationService, StreamingSettings, load_config
 from ._errors import (
     ConfigError,
     HelixStreamError,
+    PipelineError,
     StreamClosedError,
     StreamDecodeError,
     UpstreamError,
@@ -33,9 +34,9 @@ from ._progress import (
     throttled_callback,
 )
 from ._ratelimit import BurstRateLimiter, RateLimiter, RateLimitStage, item_cost
-from ._runner import ChunkStream
+from ._engine import ChunkStream, StopSignal
 from ._simulate import SimulatedLLM
-from ._stages import BufferStage
+from ._stages import BufferStage, Stage
 from ._sse import (
     SSE_HEADERS,
     EventLog,
@@ -68,6 +69,7 @@ __all__ = [
     "HelixStreamError",
     "LineBuffer",
     "OptimizationService",
+    "PipelineError",
     "ParagraphBuffer",
     "ProgressCallback",
     "ProgressStage",
@@ -78,6 +80,8 @@ __all__ = [
     "SSEReplay",
     "SSEWriter",
     "SentenceBuffer",
+    "Stage",
+    "StopSignal",
     "SimulatedLLM",
     "StreamAggregator",
     "StreamChunk",
@@ -105,3 +109,18 @@ __all__ = [
     "stream_chunks_to_sse",
     "throttled_callback",
 ]
+
+
+def _publish() -> None:
+    """Public names report the package as their home (``hs.ChunkStream.__module__ ==
+    "helixstream"``), wherever they are defined inside it."""
+    for name in __all__:
+        obj = globals()[name]
+        if isinstance(obj, type) or callable(obj) and hasattr(obj, "__code__"):
+            try:
+                obj.__module__ = __name__
+            except (AttributeError, TypeError):  # pragma: no cover - a built-in
+                pass
+
+
+_publish()

@@ -8,7 +8,8 @@ from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple
 import attrs
 
 from ._chunk import StreamChunk
-from ._runner import ChunkStream, run_stages
+from ._errors import ConfigError
+from ._engine import ChunkStream, run_stages
 from ._tokens import TokenCounter, estimate_tokens
 
 __all__ = ["AggregatedStream", "AggregateStage", "ChunkAggregator", "StreamAggregator"]
@@ -26,7 +27,9 @@ class AggregatedStream:
             counter's count of text whose count was not reported.
         character_count: characters delivered.
         duration: seconds from the start of the stream to its end (or to now, for a
-            stream still running).
+            stream still running). The start is the reader's first request for a
+            chunk (the first ``next()``), not the creation of the stream, so time
+            spent before reading is not counted.
         tokens_per_second: ``total_tokens / duration`` (0.0 for a zero duration).
         time_to_first_chunk: seconds from the start to the first chunk, or None.
         cancelled: the stream was stopped before its source ended.
@@ -54,6 +57,8 @@ class AggregateStage:
     """
 
     name = "aggregate"
+    #: a failed stream is recorded by ``abort(error)``, not ``flush()``
+    flush_on_failure = False
 
     def __init__(
         self,
@@ -109,8 +114,14 @@ class AggregateStage:
 
     def _note_usage(self, usage: Any) -> None:
         total = usage.get("completion_tokens") if isinstance(usage, dict) else usage
-        if isinstance(total, int) and not isinstance(total, bool):
+        if isinstance(total, int) and not isinstance(total, bool) and total >= 0:
             self._usage = total
+
+    def start(self) -> None:
+        """The reader asked for the first chunk: durations count from now."""
+        with self._lock:
+            if self._first is None:
+                self._start = self._clock()
 
     def flush(self) -> List[Any]:
         with self._lock:
@@ -229,7 +240,7 @@ class StreamAggregator:
 
     def __init__(self, estimated_size: int = 0, counter: Optional[TokenCounter] = None) -> None:
         if isinstance(estimated_size, bool) or not isinstance(estimated_size, int) or estimated_size < 0:
-            raise ValueError(f"'estimated_size' must be an int >= 0 (got {estimated_size!r})")
+            raise ConfigError(f"'estimated_size' must be an int >= 0 (got {estimated_size!r})")
         self.estimated_size = estimated_size
         self._counter = counter
         self._get: Optional[Callable[[], AggregatedStream]] = None

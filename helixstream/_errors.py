@@ -6,11 +6,17 @@ The hierarchy::
      ├── ConfigError (also a ValueError)      bad configuration value or file
      ├── StreamDecodeError (also a ValueError) invalid UTF-8 in a bytes source
      ├── StreamClosedError                     operation on a closed stream (or Channel)
-     └── UpstreamError                         the LLM service reported an error in its
-                                               stream, or sent something that is not an event
+     ├── UpstreamError                         the LLM service reported an error in its
+     │                                         stream, or sent something that is not an event
+     └── PipelineError (also a RuntimeError)   a source, stage or callback broke the rules
+                                               of iteration (raised StopIteration or
+                                               GeneratorExit), or a source's close() failed
+                                               or did not return within close_timeout
 
 Errors that come from *your* source, stage or callback are never wrapped: they reach
-the reader of the stream as the very same exception object.
+the reader of the stream as the very same exception object, except the few that
+cannot travel as themselves (``StopIteration``, ``GeneratorExit``): those arrive as a
+:class:`PipelineError` whose ``__cause__`` is the original.
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ __all__ = [
     "StreamDecodeError",
     "StreamClosedError",
     "UpstreamError",
+    "PipelineError",
 ]
 
 
@@ -76,3 +83,13 @@ class UpstreamError(HelixStreamError):
 
     def __reduce__(self):  # type: ignore[no-untyped-def]
         return (type(self), (str(self), self.payload, self.status))
+
+
+class PipelineError(HelixStreamError, RuntimeError):
+    """A part of the stream broke the rules of iteration, or its source would not close.
+
+    Raised for a source that raises ``GeneratorExit``, a stage or callback that raises
+    ``StopIteration`` (either would otherwise end the stream as if it were complete or
+    closed), and recorded as the stream's error when ``source.close()`` raises or does
+    not return within ``close_timeout``. ``__cause__`` holds the original exception.
+    """

@@ -34,11 +34,18 @@ class StreamProgress:
             the time since the first one arrived (so the wait for the first token does
             not drag it down); 0.0 until it can be measured.
         percent: ``tokens_received / estimated_tokens`` in percent, at most 100; None
-            without an estimate. 100 once the stream is done.
+            without an estimate. 100 once the stream has ended complete; a stream that
+            was stopped or failed keeps the percent it had reached.
         eta: estimated seconds until ``estimated_tokens`` are reached; None without an
-            estimate or a speed; 0.0 once done.
+            estimate or a speed; 0.0 once the stream has ended complete, None once it
+            was stopped or failed.
         time_to_first_token: seconds from the start to the first token; None before.
         done: True for the final report of a stream (ended, failed or stopped).
+        cancelled: True in the final report of a stream that was stopped early.
+        error: the exception that ended the stream, in its final report; else None.
+
+    In a stream, "the start" is the reader's first request for a chunk, not the
+    creation of the stream (idle time before the first ``next()`` is not counted).
     """
 
     tokens_received: int = 0
@@ -51,6 +58,8 @@ class StreamProgress:
     eta: Optional[float] = None
     time_to_first_token: Optional[float] = None
     done: bool = False
+    cancelled: bool = False
+    error: Optional[BaseException] = None
 
 
 #: What a progress callback looks like.
@@ -94,6 +103,9 @@ class ProgressTracker:
             self._first_at: Optional[float] = None
             self._first: Any = 0  # the first tokens: a count, or text to count
             self._done = False
+            self._cancelled = False
+            self._error: Optional[BaseException] = None
+            self._usage: Optional[int] = None  # a total the source reported (usage)
 
     def set_estimated_tokens(self, n: int) -> None:
         """Set the expected total number of tokens (0: unknown)."""
@@ -131,6 +143,14 @@ class ProgressTracker:
                     record(chunk, None)
                 else:
                     record(chunk.content, chunk.tokens)
+                    if chunk.metadata:
+                        self._note_usage(chunk.metadata.get("usage"))
+
+    def _note_usage(self, usage: Any) -> None:
+        # the same rule as the aggregate's: the service's own count wins
+        total = usage.get("completion_tokens") if isinstance(usage, dict) else usage
+        if isinstance(total, int) and not isinstance(total, bool) and total >= 0:
+            self._usage = total
 
     def _record(self, text: str, tokens: Optional[int]) -> None:
         # called with the lock held
@@ -171,12 +191,16 @@ class ProgressTracker:
             raise error
         return progress
 
-    def _finish(self) -> "tuple[StreamProgress, Optional[BaseException]]":
+    def _finish(
+        self, cancelled: bool = False, failure: Optional[BaseException] = None
+    ) -> "tuple[StreamProgress, Optional[BaseException]]":
         """Like :meth:`finish`, but a failing token counter is returned, not raised: the
         final progress (with the tokens counted so far) is still made."""
         error: Optional[BaseException] = None
         with self._lock:
             self._done = True
+            self._cancelled = cancelled
+            self._error = failure
             whole = self._counted + self._uncounted
             try:
                 text = "".join(whole)
@@ -199,7 +223,7 @@ class ProgressTracker:
         # called with the lock held; counts nothing
         now = self._clock()
         elapsed = max(0.0, now - self._start)
-        tokens = self._tokens
+        tokens = self._tokens if self._usage is None else self._usage
         first = self._first if self._first.__class__ is not str else 0
         est = self._estimated
         rate = 0.0
@@ -210,13 +234,14 @@ class ProgressTracker:
                 rate = after_first / span
         percent: Optional[float] = None
         eta: Optional[float] = None
+        complete = self._done and not self._cancelled and self._error is None
         if est > 0:
-            percent = 100.0 if self._done else min(100.0, tokens * 100.0 / est)
-            if self._done:
+            percent = 100.0 if complete else min(100.0, tokens * 100.0 / est)
+            if complete:
                 eta = 0.0
-            elif rate > 0:
+            elif rate > 0 and not self._done:
                 eta = max(0, est - tokens) / rate
-        elif self._done:
+        elif complete:
             percent = 100.0 if tokens else None
             eta = 0.0
         return StreamProgress(
@@ -230,6 +255,8 @@ class ProgressTracker:
             eta=eta,
             time_to_first_token=None if self._first_at is None else self._first_at - self._start,
             done=self._done,
+            cancelled=self._cancelled,
+            error=self._error,
         )
 
 
@@ -318,6 +345,8 @@ class ProgressStage:
     """
 
     name = "progress"
+    #: a failed stream gets its final report from ``abort(error)``, not ``flush()``
+    flush_on_failure = False
 
     def __init__(
         self,
@@ -355,11 +384,15 @@ class ProgressStage:
         self._next = self._clock() + self._interval
         self._notify(progress)
 
-    def _final(self) -> None:
+    def start(self) -> None:
+        """The reader asked for the first chunk: elapsed time counts from now."""
+        self.tracker._start = self._clock()  # noqa: SLF001 - same module
+
+    def _final(self, cancelled: bool = False, failure: Optional[BaseException] = None) -> None:
         if not self._final_sent:
             self._final_sent = True
             self._catch_up()
-            progress, error = self.tracker._finish()  # noqa: SLF001 - same module
+            progress, error = self.tracker._finish(cancelled, failure)  # noqa: SLF001
             self._notify(progress)  # the final report goes out even if counting failed
             if error is not None:
                 raise error
@@ -369,4 +402,4 @@ class ProgressStage:
         return []
 
     def abort(self, error: Optional[BaseException]) -> None:
-        self._final()
+        self._final(cancelled=error is None, failure=error)

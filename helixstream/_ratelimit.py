@@ -27,7 +27,7 @@ from typing import Any, Callable, Generator, Iterable, Iterator, List, Optional,
 
 from ._chunk import Decoder, StreamChunk
 from ._durations import check_number
-from ._signals import nothing, on_set
+from ._engine.pipe import put_until_stopped
 from ._tokens import TokenCounter, estimate_tokens
 from ._util import close_quietly
 
@@ -294,7 +294,7 @@ class _TokenBucket:
         Returns:
             How many items were put into the queue.
         """
-        put = _StoppablePut(output_queue, stop)
+        put = put_until_stopped(output_queue, stop)
         limited = self._limited(iter(items), stop, _Coster(counter))
         count = 0
         try:
@@ -303,7 +303,7 @@ class _TokenBucket:
                     break
                 count += 1
         finally:
-            put.done()
+            put.done()  # type: ignore[attr-defined]
             limited.close()  # closes the source unless it ended
         return count
 
@@ -312,19 +312,17 @@ class _TokenBucket:
 
 
 class RateLimiter(_TokenBucket):
-    """A token bucket limiter whose burst is one second's worth of tokens.
+    """A pacing limiter: tokens go out evenly at ``tokens_per_second``, from the first.
 
-    The bucket holds ``max(1, tokens_per_second)`` tokens. A limit, not a metronome:
-    a stream that stays under the rate is never delayed, even when its chunks are
-    large (a 30-token sentence after a pause goes at once), and time lost to a slow
-    source, a slow reader or a late wake-up is made up, up to one second's worth, so
-    the achieved rate is the set one. A burst of 1 would instead hold every chunk of
-    n tokens back n / rate seconds after the previous one, slowing streams that are
-    well under the limit. This is also what ``StreamConfig(burst=0)`` means. Use
-    :class:`BurstRateLimiter` to choose the burst (1 for strict pacing).
+    The first token goes at once; after it, each request of ``n`` tokens goes ``n /
+    rate`` seconds after the previous one was due (a bucket of one token). A unit of 3
+    tokens at 10 tokens/s is released 0.2 s after the one before it would have let a
+    1-token unit go, so a reader sees the text at the set speed even when the source
+    sends it all at once. This is what ``StreamConfig(burst=0)`` means. Time lost to a
+    slow source or reader is not made up; use :class:`BurstRateLimiter` to allow a
+    burst after a pause (a limit rather than a pace).
 
-    A new limiter, like one just :meth:`reset`, has a full bucket. :meth:`set_rate`
-    also sets the burst to one second's worth of the new rate.
+    A new limiter, like one just :meth:`reset`, lets the first token go at once.
 
     Args:
         tokens_per_second: the rate (a number >= 0); 0 means unlimited.
@@ -348,7 +346,7 @@ class RateLimiter(_TokenBucket):
         super().__init__(rate, self._burst_for(rate), clock, wait)
 
     def _burst_for(self, rate: float) -> float:
-        return max(1.0, float(rate))
+        return 1.0
 
 
 class BurstRateLimiter(_TokenBucket):
@@ -389,6 +387,9 @@ def item_cost(item: Union[str, StreamChunk], counter: Optional[TokenCounter] = N
 
     Text is counted with ``counter`` (default :func:`estimate_tokens`) and costs at
     least 1 token when not empty; an empty item with no reported count costs 0.
+    Whitespace at the end of a unit is not charged (a tokenizer joins it to the next
+    word: ``"a "`` costs 1, as ``"a"`` does), so a stream of words is paced word by
+    word.
     """
     if isinstance(item, str):
         text = item
@@ -399,6 +400,8 @@ def item_cost(item: Union[str, StreamChunk], counter: Optional[TokenCounter] = N
         text = item.content
     if not text:
         return 0
+    if text[-1].isspace():
+        text = text.rstrip() or text
     return max(1, (counter or estimate_tokens)(text))
 
 
@@ -416,49 +419,6 @@ class _Coster:
 
     def finish(self) -> None:
         self._decode.finish()  # raises on a character cut off at the end
-
-
-class _StoppablePut:
-    """``queue.put`` that gives up when ``stop`` is set, even while the queue is full.
-
-    For a ``queue.Queue`` (or subclass) the wait for room is on the queue's own
-    condition, which setting ``stop`` notifies; any other queue gets a plain ``put``.
-    """
-
-    def __init__(self, q: "queue.Queue[Any]", stop: Optional[threading.Event]) -> None:
-        self._q = q
-        self._stop = stop
-        self._own = stop is not None and isinstance(q, queue.Queue)
-        self._unwatch: Callable[[], None] = nothing
-        if self._own:
-            self._unwatch = on_set(stop, self._wake)
-
-    def _wake(self) -> None:
-        with self._q.not_full:
-            self._q.not_full.notify_all()
-
-    def __call__(self, item: Any) -> bool:
-        q = self._q
-        if not self._own:
-            q.put(item)
-            return True
-        stop = self._stop
-        assert stop is not None
-        with q.not_full:
-            while q.maxsize > 0 and q._qsize() >= q.maxsize:
-                if stop.is_set():
-                    return False
-                q.not_full.wait()
-            if stop.is_set():
-                return False
-            q._put(item)
-            q.unfinished_tasks += 1
-            q.not_empty.notify()
-        return True
-
-    def done(self) -> None:
-        self._unwatch()
-        self._unwatch = nothing
 
 
 # --- the stage -------------------------------------------------------------------------

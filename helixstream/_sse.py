@@ -115,7 +115,7 @@ from typing import (
 
 from ._aggregate import ChunkAggregator
 from ._chunk import StreamChunk
-from ._runner import ChunkStream
+from ._engine import ChunkStream
 from ._tokens import estimate_tokens
 from ._util import close_quietly
 

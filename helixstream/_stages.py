@@ -1,21 +1,64 @@
 """Stages: the callable objects a stream is made of (they know nothing of threads).
 
 A stage is called with one item (a ``str`` or a :class:`StreamChunk`) and returns the
-items it releases; ``flush()`` is called once at the end of the input. See
-``_runner`` for the optional ``abort``, ``time_left`` and ``tick`` methods.
+items it releases; ``flush()`` is called once at the end of the input. The
+:class:`Stage` protocol lists the optional methods too.
 """
 from __future__ import annotations
 
 import collections
 import time
-from typing import Any, Callable, Deque, List, Optional, Tuple
+import threading
+from typing import Any, Callable, Deque, Iterable, List, Optional, Protocol, Tuple, runtime_checkable
 
 from ._buffers import Buffer, TokenBuffer
 from ._chunk import StreamChunk
 from ._durations import parse_duration
 from ._tokens import TokenCounter, estimate_tokens
 
-__all__ = ["BufferStage", "check_delay"]
+__all__ = ["BufferStage", "Stage", "check_delay"]
+
+
+@runtime_checkable
+class Stage(Protocol):
+    """What a stage of a stream is: a callable object that knows nothing of threads.
+
+    Required:
+
+    - ``stage(item) -> list``: called with each item (a ``str`` or a
+      :class:`StreamChunk`) in order; returns the items it releases (an empty list to
+      hold the item back; ``None`` means none). It may return any iterable, read lazily:
+      each released item reaches the reader before the next one is asked for.
+    - ``flush() -> list``: the input ended; release what is held.
+
+    Optional (the engine looks for them with ``getattr``):
+
+    - ``abort(error)``: the stream ended early: ``error`` is the exception that failed
+      it, or None when it was stopped. Release resources; nothing more is delivered.
+    - ``time_left() -> float | None`` and ``tick() -> list``: a timer. The engine calls
+      ``tick()`` once ``time_left()`` is <= 0, even while the source is silent (it then
+      reads the source in a thread of its own).
+    - ``bind(stop)``: called once before the stream starts with the stream's internal
+      ``threading.Event``, set when the stream is stopped; a stage that waits (a rate
+      limiter) waits on it.
+    - ``start()``: the reader asked for the first item (timings count from here).
+    - ``flush_on_failure = False``: when a stage before it fails, this stage is not
+      flushed (it gets ``abort(error)`` only).
+    - ``name``: shown in thread names and error messages.
+
+    Every method runs in the thread that reads the stream's output, one call at a
+    time, so a stage needs no lock. A stage that raises fails the stream: the reader
+    gets what the later stages still held, then the exception itself.
+    """
+
+    def __call__(self, item: Any) -> Optional[Iterable[Any]]:
+        ...  # pragma: no cover
+
+    def flush(self) -> Optional[Iterable[Any]]:
+        ...  # pragma: no cover
+
+
+Stage.__module__ = "helixstream"
 
 
 def check_delay(value: Any, field: str = "max_delay") -> Optional[float]:

@@ -12,7 +12,7 @@ from ._durations import check_number, parse_duration, parse_seconds
 from ._errors import ConfigError
 from ._progress import ProgressCallback, ProgressStage
 from ._ratelimit import BurstRateLimiter, RateLimiter, RateLimitStage
-from ._runner import ChunkStream
+from ._engine import ChunkStream
 from ._stages import BufferStage
 from ._tokens import RememberLast, TokenCounter, estimate_tokens
 

@@ -10,7 +10,7 @@ import pytest
 
 import helixstream as hs
 from helixstream._aggregate import AggregateStage
-from helixstream._runner import run_stages
+from helixstream._engine import run_stages
 
 from .conftest import wait_for
 

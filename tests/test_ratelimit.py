@@ -23,7 +23,7 @@ from helixstream._ratelimit import (
     item_cost,
     wait_on_event,
 )
-from helixstream._runner import run_stages
+from helixstream._engine import run_stages
 from helixstream._tokens import estimate_tokens
 
 from .conftest import wait_for

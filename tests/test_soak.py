@@ -22,8 +22,8 @@ from typing import Any, Dict, Iterator, List, Set
 import pytest
 
 import helixstream as hs
-from helixstream import _signals
-from helixstream._runner import run_stages
+from helixstream._engine import stop as _stop_mod
+from helixstream._engine import run_stages
 
 from .conftest import helix_threads, wait_for
 
@@ -151,7 +151,7 @@ def test_10000_short_streams_one_after_another_leave_no_threads_or_memory_behind
     print(f"10,000 streams in a row: RSS growth {growth:.2f} MB")
     assert growth < 10, f"RSS grew {growth:.1f} MB over 10,000 streams"
     assert threading.active_count() == base_threads
-    assert not _signals._callbacks.get(stop)  # finished streams no longer listen on it
+    assert not _stop_mod.watched(stop)  # finished streams no longer listen on it
 
 
 @pytest.mark.parametrize("placement", range(len(PLACEMENTS)), ids=["inline", "prefetch", "timed"])

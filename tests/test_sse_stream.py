@@ -20,7 +20,7 @@ import pytest
 
 from helixstream._aggregate import ChunkAggregator
 from helixstream._chunk import StreamChunk
-from helixstream._runner import ChunkStream
+from helixstream._engine import ChunkStream
 from helixstream._sse import SSEBody, SSEReplay, sse_stream, stream_chunks_to_sse
 from helixstream._streamer import EnhancedStreamer
 from helixstream._tokens import estimate_tokens

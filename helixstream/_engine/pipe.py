@@ -1,0 +1,190 @@
+"""The one bounded queue between two threads (private).
+
+A :class:`Pipe` moves items in batches: ``put`` appends under the lock and wakes the
+reader only when it is waiting; ``get_all`` takes everything queued at once. It is
+bounded (a fast producer is held back by a slow reader), can be *ended* (the reader
+gets what was put, then the end marker) and *closed* (what is queued is dropped and
+every waiter wakes at once). After either, ``put`` raises :class:`PipeClosed`.
+
+:func:`put_until_stopped` is the other side of the same idea for a caller's own
+``queue.Queue``: a put that a stop signal abandons even while the queue is full.
+"""
+from __future__ import annotations
+
+import collections
+import queue
+import threading
+import time
+from typing import Any, Callable, Deque, Iterable, List, Optional
+
+from . import stop as _stop
+
+__all__ = ["Pipe", "PipeClosed", "put_until_stopped"]
+
+
+class PipeClosed(Exception):
+    """The pipe was ended or closed."""
+
+
+class Pipe:
+    """A bounded, closeable queue that hands items over in batches."""
+
+    __slots__ = ("maxsize", "_items", "_lock", "_not_empty", "_not_full", "_ended",
+                 "_closed", "_getters", "_putters")
+
+    def __init__(self, maxsize: int) -> None:
+        if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1:
+            from .._errors import ConfigError
+
+            raise ConfigError(f"'maxsize' must be an int >= 1 (got {maxsize!r})")
+        self.maxsize = maxsize
+        self._items: Deque[Any] = collections.deque()
+        self._lock = threading.Lock()
+        self._not_empty = threading.Condition(self._lock)
+        self._not_full = threading.Condition(self._lock)
+        self._ended = False  # no more puts; the reader drains what is there
+        self._closed = False  # dropped; everyone wakes
+        self._getters = 0
+        self._putters = 0
+
+    def put(self, item: Any) -> None:
+        """Append ``item``, waiting while the pipe is full. Raises PipeClosed once the
+        pipe is ended or closed."""
+        with self._lock:
+            items = self._items
+            if len(items) >= self.maxsize and not (self._ended or self._closed):
+                self._putters += 1
+                try:
+                    while len(items) >= self.maxsize and not (self._ended or self._closed):
+                        self._not_full.wait()
+                finally:
+                    self._putters -= 1
+            if self._ended or self._closed:
+                raise PipeClosed
+            items.append(item)
+            if self._getters:
+                self._not_empty.notify()
+
+    def put_many(self, batch: Iterable[Any]) -> None:
+        """Append a batch at once (it may take the pipe past its bound)."""
+        with self._lock:
+            items = self._items
+            if len(items) >= self.maxsize and not (self._ended or self._closed):
+                self._putters += 1
+                try:
+                    while len(items) >= self.maxsize and not (self._ended or self._closed):
+                        self._not_full.wait()
+                finally:
+                    self._putters -= 1
+            if self._ended or self._closed:
+                raise PipeClosed
+            items.extend(batch)
+            if self._getters:
+                self._not_empty.notify()
+
+    def end(self, last: Any) -> bool:
+        """Append ``last`` (past the bound) and accept no more. False if already over."""
+        with self._lock:
+            if self._ended or self._closed:
+                return False
+            self._items.append(last)
+            self._ended = True
+            self._not_empty.notify_all()
+            self._not_full.notify_all()
+            return True
+
+    def get_all(self, timeout: Optional[float] = None) -> List[Any]:
+        """Take every queued item, waiting up to ``timeout`` seconds (None: no limit)
+        for one. Raises ``queue.Empty`` on a timeout and PipeClosed once closed (or
+        ended and drained)."""
+        with self._lock:
+            items = self._items
+            if not items:
+                if self._closed or self._ended:
+                    raise PipeClosed
+                self._getters += 1
+                try:
+                    if timeout is None:
+                        while not items and not (self._closed or self._ended):
+                            self._not_empty.wait()
+                    else:
+                        deadline = time.monotonic() + timeout
+                        while not items and not (self._closed or self._ended):
+                            left = deadline - time.monotonic()
+                            if left <= 0:
+                                raise queue.Empty
+                            self._not_empty.wait(left)
+                finally:
+                    self._getters -= 1
+                if not items:
+                    raise PipeClosed
+            if self._closed:
+                raise PipeClosed
+            batch = list(items)
+            items.clear()
+            if self._putters:
+                self._not_full.notify()
+            return batch
+
+    def close(self) -> None:
+        """Drop what is queued and wake every waiter; puts and gets raise from now on."""
+        with self._lock:
+            self._closed = True
+            self._items.clear()
+            self._not_empty.notify_all()
+            self._not_full.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def ended(self) -> bool:
+        return self._ended or self._closed
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def put_until_stopped(q: "queue.Queue[Any]", stop: Optional[threading.Event]) -> "Callable[[Any], bool]":
+    """A ``put`` into a caller's ``queue.Queue`` that gives up when ``stop`` is set, even
+    while the queue is full (the stop's watch wakes the queue's waiters). Returns
+    ``put(item) -> bool`` (False: stopped); call ``put.done()`` when finished."""
+    own = stop is not None and isinstance(q, queue.Queue)
+    unwatch: Callable[[], None] = _stop.nothing
+    if own:
+        _stop.hold()
+
+        def wake() -> None:
+            with q.not_full:
+                q.not_full.notify_all()
+
+        unwatch = _stop.watch(stop, wake)
+
+    def put(item: Any) -> bool:
+        if not own:
+            q.put(item)
+            return True
+        assert stop is not None
+        with q.not_full:
+            while q.maxsize > 0 and q._qsize() >= q.maxsize:  # type: ignore[attr-defined]
+                if stop.is_set():
+                    return False
+                q.not_full.wait()
+            if stop.is_set():
+                return False
+            q._put(item)  # type: ignore[attr-defined]
+            q.unfinished_tasks += 1  # type: ignore[attr-defined]
+            q.not_empty.notify()
+        return True
+
+    released = [False]
+
+    def done() -> None:
+        if own and not released[0]:
+            released[0] = True
+            unwatch()
+            _stop.let_go()
+
+    put.done = done  # type: ignore[attr-defined]
+    return put

@@ -1,0 +1,232 @@
+"""Stages and the one pipeline that runs them (private).
+
+A stage is a callable object (see :class:`helixstream.Stage`)::
+
+    stage(item)   -> list of items released (or None, or an iterable, read lazily)
+    stage.flush() -> list of items         # the input ended
+    stage.abort(error)                     # optional: failed (error) or stopped (None)
+    stage.time_left() -> seconds or None   # optional, with tick(): a timer
+    stage.tick() -> list of items
+    stage.bind(stop)                       # optional: the stream's internal stop event
+    stage.start()                          # optional: the reader asked for the first item
+    stage.flush_on_failure = False         # optional: not flushed when the stream fails
+
+:func:`run` is the whole pipeline as one generator: it reads decoded items, passes each
+through the stages depth first, and yields every item the last stage releases at once,
+one by one, so a unit released with nine others still reaches the reader at its own
+(paced) time. It alone holds the end, failure and timer logic; where the source is read
+(in the reader's thread, or by a pump thread) is the job of its caller.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence
+
+from .._errors import PipelineError
+
+__all__ = ["Pipeline", "TICK", "IDLE", "Stopped", "stage_name"]
+
+
+class _Marker:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+#: From the source side: a timed stage's deadline has come.
+TICK = _Marker("TICK")
+#: From the source side and out to the reader: nothing within the reader's timeout.
+IDLE = _Marker("IDLE")
+
+
+class Stopped(Exception):
+    """The stream was stopped: the pipeline winds up and delivers nothing more."""
+
+
+def stage_name(stage: Any) -> str:
+    return str(getattr(stage, "name", None) or type(stage).__name__)
+
+
+def _unexpected(exc: BaseException, what: str) -> BaseException:
+    """Exceptions that cannot travel through iteration as themselves."""
+    if isinstance(exc, StopIteration):
+        err = PipelineError(
+            f"{what} raised StopIteration; a stage or callback must not (it would end the "
+            f"stream as if it were complete)"
+        )
+    elif isinstance(exc, GeneratorExit):
+        err = PipelineError(f"{what} raised GeneratorExit (it would look like a closed stream)")
+    else:
+        return exc
+    err.__cause__ = exc
+    return err
+
+
+class Pipeline:
+    """The stages of one stream and the generator that runs them.
+
+    ``stopped()`` says whether the stream was stopped (checked before every item is
+    passed on); ``on_end(state, error)`` is called once, in the thread running the
+    pipeline, when it is over.
+    """
+
+    def __init__(self, stages: Sequence[Any]) -> None:
+        self.stages = list(stages)
+        self.timed = [
+            (i, s) for i, s in enumerate(self.stages) if callable(getattr(s, "time_left", None))
+        ]
+        self.at = -1  # the stage that failed; -1: the source
+        self.started = False
+
+    # --- timers ------------------------------------------------------------------------
+    def time_left(self) -> Optional[float]:
+        """Seconds until the nearest timer of a stage is due, or None."""
+        best: Optional[float] = None
+        for _, stage in self.timed:
+            left = stage.time_left()
+            if left is not None and (best is None or left < best):
+                best = left
+        return best
+
+    def _ticks(self, stopped: Callable[[], bool]) -> Iterator[Any]:
+        for i, stage in self.timed:
+            left = stage.time_left()
+            if left is not None and left <= 0:
+                try:
+                    out = stage.tick()
+                except BaseException:
+                    self.at = i
+                    raise
+                if out:
+                    yield from self._down(out, i + 1, stopped)
+
+    # --- running -----------------------------------------------------------------------
+    def _down(self, items: Iterable[Any], start: int, stopped: Callable[[], bool]) -> Iterator[Any]:
+        """Each of ``items`` through the stages from ``start``, depth first."""
+        stages = self.stages
+        n = len(stages)
+        for item in items:
+            if stopped():
+                raise Stopped
+            i = start
+            while i < n:
+                try:
+                    out = stages[i](item)
+                except BaseException:
+                    self.at = i
+                    raise
+                i += 1
+                if out.__class__ is list:
+                    if not out:
+                        break
+                    if len(out) == 1:
+                        item = out[0]
+                        continue
+                elif out is None:
+                    break
+                yield from self._down(out, i, stopped)
+                break
+            else:
+                yield item
+
+    def run(self, items: Iterator[Any], stopped: Callable[[], bool]) -> Iterator[Any]:
+        """The pipeline: yields what the last stage releases, item by item.
+
+        ``items`` yields decoded source items, ``TICK`` and ``IDLE``; it raises
+        :class:`Stopped` when the stream is stopped, and whatever the source raised.
+        Ends with StopIteration after a complete stream; raises :class:`Stopped` after a
+        stop, and the error (after what the later stages still held) after a failure.
+        """
+        stages = self.stages
+        n = len(stages)
+        timed = self.timed
+        for stage in stages:
+            start = getattr(stage, "start", None)
+            if start is not None:
+                start()
+        self.started = True
+        for item in items:
+            if item.__class__ is _Marker:
+                if item is IDLE:
+                    yield item
+                else:
+                    yield from self._ticks(stopped)
+                continue
+            i = 0
+            while i < n:
+                try:
+                    out = stages[i](item)
+                except BaseException:
+                    self.at = i
+                    raise
+                i += 1
+                if out.__class__ is list:
+                    if not out:
+                        break
+                    if len(out) == 1:
+                        item = out[0]
+                        continue
+                elif out is None:
+                    break
+                yield from self._down(out, i, stopped)
+                break
+            else:
+                yield item
+            if timed:
+                yield from self._ticks(stopped)
+        # the source ended: flush every stage in order, each through the later ones
+        for i in range(n):
+            try:
+                out = stages[i].flush()
+            except BaseException:
+                self.at = i
+                raise
+            if out:
+                yield from self._down(out, i + 1, always_false)
+
+    def after_failure(self, exc: BaseException) -> Iterator[Any]:
+        """What the stages after the failed one still hold (their flush), through the
+        stages after them. Stages marked ``flush_on_failure = False`` are not flushed."""
+        stages = self.stages
+        for i in range(self.at + 1, len(stages)):
+            stage = stages[i]
+            if not getattr(stage, "flush_on_failure", True):
+                continue
+            try:
+                out = stage.flush()
+                if out:
+                    yield from self._down(out, i + 1, always_false)
+            except BaseException:  # noqa: BLE001 - the first error wins
+                return
+
+    def abort(self, error: Optional[BaseException]) -> None:
+        """Tell every stage the stream is over early (error None: stopped)."""
+        for stage in self.stages:
+            abort = getattr(stage, "abort", None)
+            if abort is not None:
+                try:
+                    abort(error)
+                except Exception:  # noqa: BLE001 - already failing or stopped
+                    pass
+
+    def describe_failure(self, exc: BaseException) -> BaseException:
+        """The error the reader gets for ``exc`` (raised where ``self.at`` says)."""
+        if self.at < 0:
+            return _unexpected(exc, "the source")
+        return _unexpected(exc, f"stage {stage_name(self.stages[self.at])!r}")
+
+
+def always_false() -> bool:
+    return False
+
+
+def release_list(out: Any) -> List[Any]:
+    """A stage's return value as a list (for callers that need one)."""
+    if out is None:
+        return []
+    if out.__class__ is list:
+        return out  # type: ignore[no-any-return]
+    return list(out)
