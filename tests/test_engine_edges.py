@@ -42,14 +42,14 @@ def test_an_interrupt_raised_in_a_worker_thread_reaches_the_reader(exc_type: typ
 
 
 def test_a_stop_set_after_the_stream_finished_loses_nothing() -> None:
-    # timed placement, a one-chunk queue: the stage thread has finished the stream and
-    # waits to hand over its last batch when the caller's stop event is set
+    # timed placement: the pump has read the whole source (the end is in the queue)
+    # when the caller's stop event is set; the reader still gets everything
     stop = threading.Event()
-    config = hs.StreamConfig(buffer_type="word", max_delay=5, queue_size=1)
+    config = hs.StreamConfig(buffer_type="word", max_delay=5, queue_size=2)
     output, get_result = hs.EnhancedStreamer(config).stream_buffered(
         iter(["one two ", "three"]), stop=stop
     )
-    assert wait_for(lambda: output._core.finished)  # noqa: SLF001
+    assert wait_for(lambda: output._core.source_done)  # noqa: SLF001
     stop.set()
     got = [c.content for c in output]
     assert got == ["one ", "two ", "three"]

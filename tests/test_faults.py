@@ -399,23 +399,13 @@ def check_a_stop_after_the_source_ended_is_not_reported_as_a_complete_stream(pla
     limiter = dict(rate_limit=1e6, progress_interval=0, **placement_config(placement))
     streamer = hs.EnhancedStreamer(hs.StreamConfig(**limiter))
     if placement == "timed":
-        first, hold = threading.Event(), threading.Event()
-        calls: List[hs.StreamProgress] = []
-
-        def callback(progress: hs.StreamProgress) -> None:
-            calls.append(progress)
-            if len(calls) == 1:
-                first.set()
-                hold.wait(5)
-            elif len(calls) == 2:
-                stop.set()
-
-        output, get_result = streamer.stream_enhanced(["a ", "b ", "c "], callback, stop=stop)
-        assert first.wait(5)
+        # the pump has read the whole source (its end is queued) when the stop is set:
+        # the reader still gets everything
+        output, get_result = streamer.stream_enhanced(["a ", "b ", "c "], lambda p: None, stop=stop)
         (pump,) = [t for t in output.threads() if t.name.endswith("-source")]
         pump.join(5)
         assert not pump.is_alive()
-        hold.set()
+        stop.set()
         full = "a b c "
     else:
 
@@ -461,14 +451,15 @@ def check_closing_a_stream_whose_source_ended_with_its_queue_full_ends_its_worke
     core = output._core  # noqa: SLF001 - how full the queue is, and when the last batch waits
     threads = output.threads()
     try:
-        assert wait_for(lambda: core.out.qsize() == 1)
+        assert wait_for(lambda: core.pipe is not None and len(core.pipe) >= 1)
         source.feed("b")
         source.end()
-        assert wait_for(lambda: core.finished)  # the last batch is made; the queue is full
+        # the pump waits for room to hand over "b" (and would then see the end)
+        assert wait_for(lambda: core.pipe._putters == 1)  # noqa: SLF001
         output.close()  # joins the threads (close_timeout)
         assert not [t.name for t in threads if t.is_alive()], "close() left the worker blocked"
     finally:
-        core.out.close()  # should the bug come back: wake a worker left blocked, for the next tests
+        core.pipe.close()  # should the bug come back: wake a worker left blocked, for the next tests
         for t in threads:
             t.join(5)
 
@@ -757,9 +748,12 @@ def source_blocks(rng: random.Random, placement: str) -> None:
         else:
             output.close()
         if isinstance(src, ResponseSource):
-            # closed there and then, from this thread: what ends a blocked read and stops
-            # the upstream request
-            assert src.closed.is_set(), "the blocked source was not closed by the stop"
+            # closed (by close() there and then, by a stop in the janitor thread): what
+            # ends a blocked read and stops the upstream request
+            if action == "stop":
+                assert src.closed.wait(5), "the blocked source was not closed by the stop"
+            else:
+                assert src.closed.is_set(), "the blocked source was not closed by close()"
         if not reader_in_source:
             thread.join(5)
             assert not thread.is_alive(), "the reader was not woken by the stop"

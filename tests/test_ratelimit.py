@@ -79,8 +79,10 @@ def limiter(rate: float, fake: FakeTime) -> RateLimiter:
 # (rate, burst or None for RateLimiter, [(call at or None for "right after", tokens,
 # release time)])
 SCHEDULES = [
-    pytest.param(4, None, [(0, 1, 0)] * 4 + [(None, 1, 0.25), (None, 1, 0.5)],
-                 id="RateLimiter burst is one second's worth, then 1/rate apart"),
+    pytest.param(4, None, [(0, 1, 0), (0, 1, 0.25), (None, 1, 0.5), (None, 1, 0.75)],
+                 id="RateLimiter paces from the first token: 1/rate apart"),
+    pytest.param(10, None, [(0, 1, 0), (None, 3, 0.3), (None, 1, 0.4)],
+                 id="RateLimiter: a unit of n tokens comes n/rate after the last"),
     pytest.param(4, 2, [(0, 1, 0), (None, 1, 0), (None, 1, 0.25), (None, 1, 0.5)],
                  id="burst 2 goes at once, then 1/rate apart"),
     pytest.param(8, 1, [(0, 1, 0), (None, 1, 0.125), (None, 2, 0.375), (None, 4, 0.875)],
@@ -119,8 +121,8 @@ def test_acquire_releases_at_the_reserved_time(
     assert released == [expected for _, _, expected in steps]
 
 
-def test_rate_limiter_burst_is_one_second_of_tokens_and_at_least_one() -> None:
-    assert RateLimiter(50).burst == 50
+def test_rate_limiter_paces_with_a_bucket_of_one_token() -> None:
+    assert RateLimiter(50).burst == 1
     assert RateLimiter(0.25).burst == 1
     assert RateLimiter(0).burst == 1
     assert BurstRateLimiter(50, 100).burst == 100
@@ -214,20 +216,22 @@ def test_set_rate_takes_effect_for_the_next_acquire() -> None:
     assert lim.tokens_per_second == 1 and lim.burst == 1
 
 
-def test_rate_limiter_set_rate_resizes_the_burst_but_keeps_the_credit() -> None:
+def test_rate_limiter_set_rate_keeps_pacing_from_where_it_was() -> None:
     fake = FakeTime()
-    lim = limiter(2, fake)  # full: 2 tokens
+    lim = limiter(2, fake)
+    lim.acquire(1)  # the first token goes at once
     lim.set_rate(8)
-    assert lim.burst == 8
-    lim.acquire(2)  # the 2 tokens of credit, not a new full bucket of 8
-    assert fake.now == 0
+    assert lim.burst == 1
     lim.acquire(1)
     assert fake.now == 0.125
+    lim.acquire(1)
+    assert fake.now == 0.25
 
 
 def test_set_rate_down_caps_the_credit_at_the_new_burst() -> None:
     fake = FakeTime()
-    lim = limiter(8, fake)  # full: 8 tokens
+    lim = burst_limiter(8, 8, fake)  # full: 8 tokens
+    lim._burst_for = lambda rate: 2.0  # type: ignore[method-assign]  # as a smaller bucket
     lim.set_rate(2)  # burst 2
     lim.acquire(2)
     assert fake.now == 0
@@ -547,7 +551,8 @@ def test_limit_stream_counts_with_the_estimator_by_default() -> None:
     lim.acquire()
     text = ["The quick brown ", "fox jumps 1234567 ", "over"]
     assert list(lim.limit_stream(text)) == text
-    assert fake.waits == [estimate_tokens(t) for t in text]
+    # whitespace at the end of a piece is not charged: it joins the next word
+    assert fake.waits == [estimate_tokens(t.rstrip()) for t in text]
 
 
 def test_limit_stream_ends_at_once_when_stop_is_set_and_closes_the_source() -> None:
@@ -710,9 +715,20 @@ def test_stage_is_bound_to_the_stream_so_close_ends_a_long_wait(
     source = BlockingSource(["first ", "second ", "third "])
     output = run_stages(source, [RateLimitStage(lim, counter=lambda text: 1)], prefetch=True)
     assert next(output) == "first "  # the burst; "second " now waits an hour
-    assert wait_for(lambda: len(source.produced) == 2)
+    ended = threading.Event()
+    got: List[Any] = []
+
+    def reader() -> None:
+        got.extend(output)  # waits in the limiter, in this thread
+        ended.set()
+
+    t = threading.Thread(target=reader)
+    t.start()
+    assert wait_for(lambda: len(source.produced) >= 2)
     output.close()
-    assert all(not t.is_alive() for t in output.threads())
+    assert ended.wait(5) and got == []
+    t.join(5)
+    assert all(not th.is_alive() for th in output.threads())
     assert output.cancelled
     assert lim.available() > -1  # the hour's reservation was given back
     thread_baseline()

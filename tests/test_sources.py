@@ -459,7 +459,7 @@ def test_a_generator_given_to_from_sse_is_closed_by_the_reading_thread() -> None
     output, _ = prefetching.stream_buffered(from_sse(lines()), "character")
     assert next(output).content == "a"
     assert reading.wait(5)
-    output._core.cancel()  # noqa: SLF001 - close without waiting, as from another thread
+    output._core.halt()  # noqa: SLF001 - close without waiting, as from another thread
     assert closed_in == []  # not closed from here: it is running in the worker
     release.set()
     output.close()

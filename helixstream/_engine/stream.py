@@ -94,6 +94,7 @@ class _Core:
         self.result = result
         self.state = RUNNING
         self.stopping = False  # an end was requested
+        self.abandoned = False  # the reader let go (set by the finalizer, lock-free)
         self.source_done = False  # the source was read to its end
         self.error: Optional[BaseException] = None
         self.close_error: Optional[BaseException] = None
@@ -119,7 +120,9 @@ class _Core:
         except BaseException:
             _stop.let_go()
             raise
-        if prefetch or self.pipeline.timed:
+        if stop is not None and stop.is_set():
+            self.halt()  # stopped before it began: nothing is read
+        elif prefetch or self.pipeline.timed:
             self.start_pump()
 
     # --- stopping ----------------------------------------------------------------------
@@ -146,6 +149,11 @@ class _Core:
             if self.stopping or self.state is not RUNNING:
                 return
             self.stopping = True
+        self._wake()
+
+    def _wake(self) -> None:
+        """Wake every thread of the stream: stages waiting on the internal stop event,
+        the reader and the pump waiting on the pipe, a pump blocked in a read."""
         self.stop.set()
         pipe = self.pipe
         if pipe is not None:
@@ -204,7 +212,9 @@ class _Core:
 
     @property
     def cancelled(self) -> bool:
-        return self.state is CANCELLED or (self.stopping and self.state is RUNNING)
+        return self.state is CANCELLED or (
+            (self.stopping or self.abandoned) and self.state is RUNNING
+        )
 
     # --- the source --------------------------------------------------------------------
     def _close_targets(self, outside: bool) -> List[Any]:
@@ -245,9 +255,7 @@ class _Core:
         """The stream ends before its source: a pump closes the source itself (it is
         the thread iterating it; ``halt`` woke it); inline, it is closed here."""
         if self.pump is not None:
-            pipe = self.pipe
-            if pipe is not None:
-                pipe.close()
+            self._wake()
             return
         self._close_source_bounded()
 
@@ -300,16 +308,27 @@ class _Core:
         pipe = self.pipe
         assert pipe is not None
         nxt = self.iterator.__next__
+        user = self.user_stop
         try:
             while not self.stopping:
+                if user is not None and user.is_set():
+                    self.halt()
+                    return
                 self.in_source = True
                 try:
                     raw = nxt()
                 finally:
                     self.in_source = False
                 pipe.put(raw)
-            return
+                if raw.__class__ is StreamChunk and (raw.done or raw.error is not None):
+                    break  # the source said it is over: read no further
+            else:
+                return
+            raise StopIteration
         except StopIteration:
+            if user is not None and user.is_set():
+                self.halt()  # stopped before the end was seen: the stop wins
+                return
             self.source_done = True
             pipe.end(END)
         except PipeClosed:
@@ -335,6 +354,8 @@ class _Core:
                         try:
                             raw = nxt()
                         except StopIteration:
+                            if stopped():
+                                raise Stopped from None  # stopped while it ended
                             self.source_done = True
                             break
                         finally:
@@ -462,9 +483,6 @@ class _Core:
                     self._release()
                     raise
             self._set_state(FAILED, error)
-            self.stop.set()
-            if self.pipe is not None:
-                self.pipe.close()
             pipeline.abort(error)
             self._end_source_early()
             self._release()
@@ -487,7 +505,7 @@ class ChunkStream:
         self._core = core
         self._done = False
         self._close_timeout = close_timeout
-        self._finalizer = weakref.finalize(self, _stop.post, core.abandon)
+        self._finalizer = weakref.finalize(self, _let_go_of, core)
 
     def __iter__(self) -> "ChunkStream":
         return self
@@ -498,9 +516,10 @@ class ChunkStream:
         lock.acquire()
         try:
             item = core.gen.__next__()
-        except BaseException:
+        except BaseException as exc:
             lock.release()
-            self._over()
+            # interrupted (Ctrl-C): no waiting for the pump on the way out
+            self._over(join=not isinstance(exc, (KeyboardInterrupt, SystemExit)))
             raise
         lock.release()
         return item  # type: ignore[no-any-return]
@@ -536,7 +555,7 @@ class ChunkStream:
             core.wind_up(self._close_timeout)
         self._over()
 
-    def _over(self) -> None:
+    def _over(self, join: bool = True) -> None:
         """The stream is over for this reader: nothing is left for the finalizer to stop.
 
         Detaching it matters: its registry holds the core, and a failed core holds the
@@ -545,14 +564,15 @@ class ChunkStream:
         if not self._done:
             self._done = True
             self._finalizer.detach()
-        self._core_join()
+        if join:
+            self._join_pump()
 
-    def _core_join(self) -> None:
+    def _join_pump(self) -> None:
+        # A pump blocked in a generator can't be interrupted; it closes the source
+        # once the generator gives it control back (a daemon thread meanwhile).
         pump = self._core.pump
         if pump is not None and pump is not threading.current_thread():
             pump.join(self._close_timeout)
-            if pump.is_alive() and self._core.close_error is None:
-                self._core._note_close_error(None, "hung")
 
     def __enter__(self) -> "ChunkStream":
         return self
@@ -590,6 +610,14 @@ class ChunkStream:
 
 
 ChunkStream.__module__ = "helixstream"
+
+
+def _let_go_of(core: _Core) -> None:
+    """The finalizer of a stream nobody reads any more: it runs inside the garbage
+    collector, in whatever thread, so it only marks the stream (a plain attribute) and
+    hands the winding up to the janitor (a ``SimpleQueue.put``)."""
+    core.abandoned = True
+    _stop.post(core.abandon)
 
 
 def run_stages(
