@@ -27,6 +27,7 @@ from typing import Any, Callable, Generator, Iterable, Iterator, List, Optional,
 
 from ._chunk import Decoder, StreamChunk
 from ._durations import check_number
+from ._inputs import check_source
 from ._signals import nothing, on_set
 from ._tokens import TokenCounter, estimate_tokens
 from ._util import close_quietly
@@ -255,6 +256,7 @@ class _TokenBucket:
                 ``str``, ``bytes`` or a chunk.
             StreamDecodeError: (while iterating) invalid UTF-8 in a bytes item.
         """
+        check_source(items)
         it = iter(items)
         return self._limited(it, stop, _Coster(counter))
 
@@ -294,6 +296,7 @@ class _TokenBucket:
         Returns:
             How many items were put into the queue.
         """
+        check_source(items)
         put = _StoppablePut(output_queue, stop)
         limited = self._limited(iter(items), stop, _Coster(counter))
         count = 0
