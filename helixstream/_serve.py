@@ -134,8 +134,8 @@ def serve(args: argparse.Namespace, make_source: Callable[[argparse.Namespace], 
         if exc.errno == errno.EADDRINUSE:
             reason = "the port is already in use"
         raise UsageError(
-            f"cannot listen on 127.0.0.1:{args.port}: {reason} "
-            "(pick another --port, or --port 0 for any free port)"
+            f"cannot listen on 127.0.0.1:{args.port}: {reason}; "
+            "pick another --port, or --port 0 for any free port"
         ) from None
     host, port = server.server_address[:2]
     if isinstance(host, bytes):
