@@ -218,6 +218,9 @@ class _PipeInterrupt:
     def handler(self, signum: int, frame: FrameType | None) -> None:
         if self.event.is_set():
             raise KeyboardInterrupt
+        self._wake()
+
+    def _wake(self) -> None:
         self.event.set()
         try:
             os.write(self._wake_w, b"\0")
@@ -225,13 +228,23 @@ class _PipeInterrupt:
             pass
 
     def close(self) -> None:
+        """End the input (a reader still waiting in a worker thread returns), then
+        close the pipe."""
+        self._wake()
         os.close(self.wake_fd)
         os.close(self._wake_w)
 
 
 @contextlib.contextmanager
-def _pipe_interrupt() -> Iterator[_PipeInterrupt]:
-    """A :class:`_PipeInterrupt` handling SIGINT for the duration of the block."""
+def _pipe_interrupt() -> Iterator[_PipeInterrupt | None]:
+    """A :class:`_PipeInterrupt` handling SIGINT for the duration of the block.
+
+    None on Windows, where ``select`` takes sockets only: Ctrl-C keeps its usual
+    meaning there (``KeyboardInterrupt``).
+    """
+    if os.name == "nt":
+        yield None
+        return
     interrupt = _PipeInterrupt()
     try:
         previous = signal.signal(signal.SIGINT, interrupt.handler)
@@ -251,7 +264,7 @@ def _stdin_chunks(
     """Whatever arrives on stdin, as soon as it arrives (not line by line), until the
     end of input or ``interrupt``."""
     fd = stream.fileno()
-    wake = [] if interrupt is None or os.name == "nt" else [interrupt.wake_fd]
+    wake = [] if interrupt is None else [interrupt.wake_fd]
     while interrupt is None or not interrupt.event.is_set():
         if wake:
             ready, _, _ = select.select([fd, *wake], [], [])
@@ -285,7 +298,7 @@ def _pipe(args: argparse.Namespace) -> int:
         if args.progress:
             bar.clear()
             _summary(get_result(), err)
-        if interrupt.event.is_set():
+        if interrupt is not None and interrupt.event.is_set():
             err.write("\ninterrupted (the text read so far was written)\n")
             return 130
     return 0
