@@ -115,7 +115,7 @@ from typing import (
 
 from ._aggregate import ChunkAggregator
 from ._chunk import StreamChunk
-from ._inputs import check_binary_writer
+from ._inputs import check_binary_writer, check_source
 from ._runner import ChunkStream
 from ._tokens import estimate_tokens
 from ._util import close_quietly
@@ -957,6 +957,7 @@ def sse_stream(
     if isinstance(source, ChunkStream) and stop is None:
         stream = source
     else:
+        check_source(source, "the chunks")
         stream = ChunkAggregator().aggregate_chunks(source, stop=stop)[0]
     feed = _Feed(
         stream,

@@ -23,6 +23,8 @@ ENTRY_POINTS = {
         {"optimization": {"streaming": {"enabled": False}}}
     ).stream_enhanced(source),
     "limit_stream": lambda source: hs.RateLimiter(0).limit_stream(source),
+    "sse_stream": lambda source: hs.sse_stream(source),
+    "sse_stream_factory": lambda source: hs.sse_stream(lambda: source),
 }
 
 
