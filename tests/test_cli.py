@@ -88,10 +88,11 @@ def test_demo_with_an_unreachable_endpoint_is_a_one_line_error():
 def test_demo_base_url_needs_a_model():
     done = helix("demo", "--base-url", "http://127.0.0.1:9/v1")
     assert done.returncode == 2
-    assert done.stderr.splitlines() == [
+    expected = (
         "helixstream demo: error: --base-url needs a model: add --model NAME "
         "(or set HELIXSTREAM_MODEL) (see 'helixstream demo --help')"
-    ]
+    )
+    assert done.stderr.splitlines() == [expected]
 
 
 def test_the_quick_start_demo_ignores_openai_base_url_in_the_environment():
