@@ -196,7 +196,7 @@ def _misspelt_streaming(optimization: Mapping[Any, Any]) -> None:
     for key in optimization:
         if key == "streaming" or not isinstance(key, str):
             continue
-        if difflib.get_close_matches(key.lower(), ["streaming"], n=1, cutoff=0.75):
+        if difflib.get_close_matches(key.lower(), ["streaming"], n=1, cutoff=0.8):
             raise ConfigError(
                 f"optimization: unknown section {key!r} (did you mean 'streaming'?); "
                 f"helixstream reads optimization.streaming, as in {LAYOUT}"

@@ -199,7 +199,13 @@ def test_other_sections_under_optimization_are_left_alone():
     assert settings.stream.rate_limit == 5
 
 
-@pytest.mark.parametrize("name", ["streeming", "Streaming", "straeming", "streming"])
+@pytest.mark.parametrize("name", ["caching", "batching", "routing", "tracing", "scheduling", "sharding"])
+def test_sections_with_other_names_under_optimization_are_not_taken_for_misspellings(name):
+    settings = hs.load_config({"optimization": {name: {"x": 1}, "streaming": {"burst": 3}}})
+    assert settings.stream.burst == 3
+
+
+@pytest.mark.parametrize("name", ["streeming", "Streaming", "straeming", "streming", "streamin", "stream"])
 def test_a_misspelt_streaming_section_says_what_was_expected(name):
     with pytest.raises(hs.ConfigError) as info:
         hs.load_config({"optimization": {"caching": {}, name: {"buffer_type": "word"}}})
