@@ -102,16 +102,17 @@ class _StrictLoader(yaml.SafeLoader):
                 if key_node.tag == _MERGE_TAG:
                     continue
                 key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
                 try:
-                    first = seen.setdefault(key, key_node.start_mark.line + 1)
+                    first = seen.get(key)
                 except TypeError:  # an unhashable key: the base class reports it
                     continue
-                line = key_node.start_mark.line + 1
-                if first != line:
+                if first is not None:
+                    where = f"twice on line {line}" if first == line else f"on lines {first} and {line}"
                     raise _DuplicateKey(
-                        f"duplicate key {key!r} on lines {first} and {line} "
-                        "(YAML would keep only the last; remove one)"
+                        f"duplicate key {key!r} {where} (YAML would keep only the last; remove one)"
                     )
+                seen[key] = line
         return super().construct_mapping(node, deep)
 
 

@@ -246,6 +246,12 @@ def test_a_duplicate_section_is_an_error_too(tmp_path):
         hs.load_config(path)
 
 
+def test_a_duplicate_key_on_one_line_is_an_error_too(tmp_path):
+    path = write(tmp_path, "optimization:\n  streaming: {rate_limit: 1, rate_limit: 2}\n")
+    with pytest.raises(hs.ConfigError, match=r"duplicate key 'rate_limit' twice on line 2"):
+        hs.load_config(path)
+
+
 def test_the_same_key_in_different_mappings_is_fine(tmp_path):
     path = write(tmp_path, "server:\n  enabled: true\n" + GUIDE)
     assert hs.load_config(path).enabled
