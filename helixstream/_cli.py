@@ -2,24 +2,32 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import select
 import shutil
+import signal
 import sys
 import threading
-from typing import IO, Any, Iterator, List, NoReturn, Optional, Sequence
+from types import FrameType
+from typing import IO, Any, Iterator, NoReturn, Optional, Sequence
 
 from ._buffers import BufferType
+from ._durations import seconds_from_text
 from ._errors import ConfigError, HelixStreamError
 from ._progress import StreamProgress
 from ._simulate import SAMPLE_ANSWER, SimulatedLLM
 from ._streamer import EnhancedStreamer, StreamConfig
-from ._tokens import estimate_tokens
 
 __all__ = ["main"]
 
 PROG = "helixstream"
 DEFAULT_PROMPT = "In three short paragraphs, explain why streaming LLM answers helps users."
+
+
+class UsageError(Exception):
+    """A command line that cannot work (a flag missing, a port taken): one line, exit 2."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -115,10 +123,44 @@ def _openai_source(args: argparse.Namespace) -> Any:
     return from_sse(response)
 
 
+def _choose_source(args: argparse.Namespace) -> str | None:
+    """Decide between the built-in simulated model and a real endpoint.
+
+    A real endpoint is used only when the command line asks for one, with
+    ``--base-url`` or ``--model``; the environment (``OPENAI_BASE_URL``,
+    ``HELIXSTREAM_MODEL``) fills in the one left out. So ``demo`` works whatever the
+    environment holds (``OPENAI_BASE_URL`` is often set for other tools).
+
+    Sets ``args.base_url`` and ``args.model`` (``base_url`` None: the simulated
+    model). Returns a note for stderr when an endpoint in the environment is not used.
+
+    Raises:
+        UsageError: an endpoint without a model, or a model without an endpoint.
+    """
+    env_url = os.environ.get("OPENAI_BASE_URL") or None
+    env_model = os.environ.get("HELIXSTREAM_MODEL") or None
+    if args.base_url is None and args.model is None:
+        if env_url is None:
+            return None
+        return (
+            f"{PROG}: using the built-in simulated model (OPENAI_BASE_URL is set; "
+            "add --model NAME to stream from it instead)"
+        )
+    base_url = args.base_url or env_url
+    model = args.model or env_model
+    if not base_url:
+        raise UsageError(
+            "--model needs an endpoint: add --base-url URL (or set OPENAI_BASE_URL), "
+            "e.g. --base-url http://127.0.0.1:11434/v1 for a local Ollama"
+        )
+    if not model:
+        raise UsageError("--base-url needs a model: add --model NAME (or set HELIXSTREAM_MODEL)")
+    args.base_url, args.model = base_url, model
+    return None
+
+
 def _source(args: argparse.Namespace) -> Any:
     if args.base_url:
-        if not args.model:
-            raise ConfigError("--model is required with --base-url (or OPENAI_BASE_URL)")
         return _openai_source(args)
     return SimulatedLLM(
         SAMPLE_ANSWER,
@@ -160,10 +202,74 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stdin_chunks(stream: IO[bytes], size: int = 4096) -> Iterator[bytes]:
-    """Whatever arrives on stdin, as soon as it arrives (not line by line)."""
+class _PipeInterrupt:
+    """Ctrl-C for ``pipe``: the first one ends the input, a second one stops at once.
+
+    The handler only wakes the reader of stdin (an event, and a byte on a pipe that
+    :func:`_stdin_chunks` waits on with stdin); the stream then ends as it would at
+    end of input, so every stage flushes what it holds and all of it is written.
+    """
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.wake_fd, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+
+    def handler(self, signum: int, frame: FrameType | None) -> None:
+        if self.event.is_set():
+            raise KeyboardInterrupt
+        self._wake()
+
+    def _wake(self) -> None:
+        self.event.set()
+        try:
+            os.write(self._wake_w, b"\0")
+        except OSError:  # the pipe is full: the reader is awake already
+            pass
+
+    def close(self) -> None:
+        """End the input (a reader still waiting in a worker thread returns), then
+        close the pipe."""
+        self._wake()
+        os.close(self.wake_fd)
+        os.close(self._wake_w)
+
+
+@contextlib.contextmanager
+def _pipe_interrupt() -> Iterator[_PipeInterrupt | None]:
+    """A :class:`_PipeInterrupt` handling SIGINT for the duration of the block.
+
+    None on Windows, where ``select`` takes sockets only: Ctrl-C keeps its usual
+    meaning there (``KeyboardInterrupt``).
+    """
+    if os.name == "nt":
+        yield None
+        return
+    interrupt = _PipeInterrupt()
+    try:
+        previous = signal.signal(signal.SIGINT, interrupt.handler)
+    except ValueError:  # not the main thread: Ctrl-C keeps its usual meaning
+        previous = None
+    try:
+        yield interrupt
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+        interrupt.close()
+
+
+def _stdin_chunks(
+    stream: IO[bytes], interrupt: _PipeInterrupt | None = None, size: int = 4096
+) -> Iterator[bytes]:
+    """Whatever arrives on stdin, as soon as it arrives (not line by line), until the
+    end of input or ``interrupt``."""
     fd = stream.fileno()
-    while True:
+    wake = [] if interrupt is None else [interrupt.wake_fd]
+    while interrupt is None or not interrupt.event.is_set():
+        if wake:
+            ready, _, _ = select.select([fd, *wake], [], [])
+            if fd not in ready:
+                continue  # woken: the loop's test ends the input
         data = os.read(fd, size)
         if not data:
             return
@@ -180,17 +286,21 @@ def _pipe(args: argparse.Namespace) -> int:
     err = sys.stderr
     bar = ProgressLine(err, enabled=args.progress and err.isatty())
     callback = bar if args.progress else None
-    output, get_result = EnhancedStreamer(config).stream_enhanced(
-        _stdin_chunks(sys.stdin.buffer), callback
-    )
     out = sys.stdout
-    with output:
-        for chunk in output:
-            out.write(chunk.content)
-            out.flush()
-    if args.progress:
-        bar.clear()
-        _summary(get_result(), err)
+    with _pipe_interrupt() as interrupt:
+        output, get_result = EnhancedStreamer(config).stream_enhanced(
+            _stdin_chunks(sys.stdin.buffer, interrupt), callback
+        )
+        with output:
+            for chunk in output:
+                out.write(chunk.content)
+                out.flush()
+        if args.progress:
+            bar.clear()
+            _summary(get_result(), err)
+        if interrupt is not None and interrupt.event.is_set():
+            err.write("\ninterrupted (the text read so far was written)\n")
+            return 130
     return 0
 
 
@@ -201,17 +311,21 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _add_source_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--base-url", default=os.environ.get("OPENAI_BASE_URL"),
-                   help="an OpenAI-compatible endpoint, e.g. http://127.0.0.1:11434/v1 "
-                        "for a local Ollama (default: $OPENAI_BASE_URL; unset: a simulated model)")
-    p.add_argument("--model", default=os.environ.get("HELIXSTREAM_MODEL"),
-                   help="model name for --base-url (default: $HELIXSTREAM_MODEL)")
+    p.add_argument("--base-url", default=None,
+                   help="stream from this OpenAI-compatible endpoint instead of the built-in "
+                        "simulated model, e.g. http://127.0.0.1:11434/v1 for a local Ollama "
+                        "(needs a model: --model or $HELIXSTREAM_MODEL)")
+    p.add_argument("--model", default=None,
+                   help="stream this model from an OpenAI-compatible endpoint (--base-url, "
+                        "else $OPENAI_BASE_URL). Without --base-url or --model, the simulated "
+                        "model runs, whatever the environment holds")
     p.add_argument("--prompt", default=DEFAULT_PROMPT, help="what to ask the model")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the endpoint")
+    p.add_argument("--timeout", type=_positive_duration, default=30.0,
+                   help="how long to wait for the endpoint (a duration, default 30s)")
     p.add_argument("--tps", type=_positive, default=40.0,
                    help="simulated model speed in tokens/s (default 40)")
-    p.add_argument("--first-token-delay", type=_non_negative, default=0.6,
-                   help="simulated model's pause before the first token, seconds (default 0.6)")
+    p.add_argument("--first-token-delay", type=_duration, default=0.6,
+                   help="simulated model's pause before the first token (a duration, default 600ms)")
     p.add_argument("--seed", type=int, default=None, help="seed for the simulated model's pacing")
 
 
@@ -232,13 +346,39 @@ def _non_negative(text: str) -> float:
     return value
 
 
+def _duration(text: str) -> float:
+    """A duration flag takes what the config takes: ``2``, ``0.5``, ``500ms``, ``1m30s``."""
+    try:
+        return seconds_from_text(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_duration(text: str) -> float:
+    value = _duration(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 (got {text!r})")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535 (got {text!r})")
+    return value
+
+
 def _buffer_options(p: argparse.ArgumentParser, default: str) -> None:
     """--buffer, --rate and --max-delay: how the text is cut and paced."""
     p.add_argument("--buffer", default=default, choices=[t.value for t in BufferType],
                    help=f"unit to release (default {default})")
     p.add_argument("--rate", type=_non_negative, default=0, help="tokens/s limit (0: none)")
-    p.add_argument("--max-delay", type=_non_negative, default=None,
-                   help="release held text after this many seconds without a boundary")
+    p.add_argument("--max-delay", type=_duration, default=None,
+                   help="release held text after this long without a boundary "
+                        "(a duration: 0.5, 500ms, 1m30s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -274,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Serve a page on 127.0.0.1 whose EventSource shows the "
                                        "enhanced stream live with a progress bar.")
     _buffer_options(serve, "word")
-    serve.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
+    serve.add_argument("--port", type=_port, default=8000, help="port (default 8000; 0: any free port)")
     _add_source_options(serve)
     serve.set_defaults(run=_serve)
     return parser
@@ -285,7 +425,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if hasattr(args, "base_url"):
+            note = _choose_source(args)
+            if note:
+                sys.stderr.write(note + "\n")
         return int(args.run(args))
+    except UsageError as exc:
+        sys.stderr.write(f"{PROG} {args.command}: error: {exc} (see '{PROG} {args.command} --help')\n")
+        return 2
     except KeyboardInterrupt:
         sys.stderr.write("\ninterrupted\n")
         return 130

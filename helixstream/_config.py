@@ -11,9 +11,13 @@ The layout::
 
 plus the other fields of :class:`StreamConfig` (``estimated_tokens``,
 ``token_buffer_threshold``, ``burst``, ``max_delay``, ``queue_size``,
-``close_timeout``). Other top-level sections of the file are left alone (the file may
-hold an application's whole configuration), but inside ``optimization`` every key must
-be known: a misspelt key is an error, never a silent default.
+``close_timeout``, ``prefetch``). helixstream owns ``optimization.streaming`` and
+nothing else: the file may hold an application's whole configuration (a top-level
+``server:``, ``optimization.caching``...), and those sections are left alone. Inside
+``optimization.streaming`` every key must be known, and a section under
+``optimization`` whose name is close to ``streaming`` (``streeming``, ``Streaming``) is
+an error too: a misspelling is never a silent default. A key given twice in one YAML
+mapping is an error (YAML itself would keep the last one).
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ import yaml
 
 from ._aggregate import aggregate
 from ._errors import ConfigError
+from ._inputs import check_source
 from ._progress import ProgressCallback
 from ._streamer import EnhancedStreamer, StreamConfig, StreamResult
 
@@ -76,6 +81,41 @@ def _unknown(keys: Iterable[str], known: Iterable[str], where: str) -> str:
     return f"unknown key(s) in {where}: {', '.join(parts)}; known keys: {', '.join(known)}"
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _DuplicateKey(yaml.YAMLError):
+    """A key appears twice in one mapping."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping.
+
+    Keys brought in by a merge (``<<: *defaults``) may be overridden: that is what a
+    merge is for.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == _MERGE_TAG:
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                try:
+                    first = seen.get(key)
+                except TypeError:  # an unhashable key: the base class reports it
+                    continue
+                if first is not None:
+                    where = f"twice on line {line}" if first == line else f"on lines {first} and {line}"
+                    raise _DuplicateKey(
+                        f"duplicate key {key!r} {where} (YAML would keep only the last; remove one)"
+                    )
+                seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
 def _read(path: Union[str, "os.PathLike[str]"]) -> Any:
     name = os.fspath(path)
     try:
@@ -88,7 +128,9 @@ def _read(path: Union[str, "os.PathLike[str]"]) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {name!r} cannot be read: {exc}") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
+    except _DuplicateKey as exc:
+        raise ConfigError(f"config file {name!r}: {exc}") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -136,18 +178,37 @@ def _section(data: Any, key: str, where: str) -> Dict[str, Any]:
     if key not in data:
         path = f"{where}.{key}" if where else key
         raise ConfigError(
-            f"missing section {path!r}; expected the layout "
-            "optimization: streaming: {enabled, buffer_type, progress_interval, rate_limit}"
+            f"missing section {path!r}; expected the layout {LAYOUT}"
         )
     return data[key]  # type: ignore[no-any-return]
 
 
+#: What ``optimization.streaming`` looks like, for error messages.
+LAYOUT = "optimization: streaming: {enabled, buffer_type, progress_interval, rate_limit, ...}"
+
+
+def _misspelt_streaming(optimization: Mapping[Any, Any]) -> None:
+    """Refuse a section of ``optimization`` whose name looks like ``streaming``.
+
+    The other sections belong to other parts of the application, but one called
+    ``streeming`` or ``Streaming`` is meant for us, and ignoring it would silently run
+    with defaults.
+    """
+    for key in optimization:
+        if key == "streaming" or not isinstance(key, str):
+            continue
+        if difflib.get_close_matches(key.lower(), ["streaming"], n=1, cutoff=0.8):
+            raise ConfigError(
+                f"optimization: unknown section {key!r} (did you mean 'streaming'?); "
+                f"helixstream reads optimization.streaming, as in {LAYOUT}"
+            )
+
+
 def _settings(data: Any) -> StreamingSettings:
     optimization = _section(data, "optimization", "")
+    if isinstance(optimization, Mapping):
+        _misspelt_streaming(optimization)
     streaming = _section(optimization, "streaming", "optimization")
-    extra = [k for k in optimization if k != "streaming"]
-    if extra:
-        raise ConfigError(_unknown(extra, ["streaming"], "optimization"))
     if streaming is None:
         streaming = {}
     if not isinstance(streaming, Mapping):
@@ -205,6 +266,7 @@ class OptimizationService:
         chunks) and no progress is reported.
         """
         if not self.settings.enabled:
+            check_source(stream)
             cfg = self.settings.stream
             return aggregate(
                 stream,

@@ -27,7 +27,12 @@ from typing import Any, Callable, Generator, Iterable, Iterator, List, Optional,
 
 from ._chunk import Decoder, StreamChunk
 from ._durations import check_number
+<<<<<<< HEAD
 from ._engine.pipe import put_until_stopped
+=======
+from ._inputs import check_source
+from ._signals import nothing, on_set
+>>>>>>> issue15
 from ._tokens import TokenCounter, estimate_tokens
 from ._util import close_quietly
 
@@ -255,6 +260,7 @@ class _TokenBucket:
                 ``str``, ``bytes`` or a chunk.
             StreamDecodeError: (while iterating) invalid UTF-8 in a bytes item.
         """
+        check_source(items)
         it = iter(items)
         return self._limited(it, stop, _Coster(counter))
 
@@ -294,7 +300,12 @@ class _TokenBucket:
         Returns:
             How many items were put into the queue.
         """
+<<<<<<< HEAD
         put = put_until_stopped(output_queue, stop)
+=======
+        check_source(items)
+        put = _StoppablePut(output_queue, stop)
+>>>>>>> issue15
         limited = self._limited(iter(items), stop, _Coster(counter))
         count = 0
         try:

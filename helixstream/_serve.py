@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import html
 import sys
-import threading
 import weakref
 from socketserver import ThreadingMixIn
 from typing import Any, Callable, Dict, Iterable, List
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from ._cli import UsageError
 from ._simulate import SimulatedLLM
 from ._sse import SSE_HEADERS, SSEReplay, sse_stream
 from ._streamer import EnhancedStreamer, StreamConfig
@@ -119,10 +120,23 @@ def make_app(
 
 
 def serve(args: argparse.Namespace, make_source: Callable[[argparse.Namespace], Any]) -> int:
-    """Serve the demo until Ctrl-C; then close every open stream."""
+    """Serve the demo until Ctrl-C; then close every open stream.
+
+    Raises:
+        UsageError: the port cannot be listened on (in use, or not allowed).
+    """
     app = make_app(args, make_source)
-    server = make_server("127.0.0.1", args.port, app, server_class=_ThreadingServer,
-                         handler_class=_QuietHandler)
+    try:
+        server = make_server("127.0.0.1", args.port, app, server_class=_ThreadingServer,
+                             handler_class=_QuietHandler)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if exc.errno == errno.EADDRINUSE:
+            reason = "the port is already in use"
+        raise UsageError(
+            f"cannot listen on 127.0.0.1:{args.port}: {reason}; "
+            "pick another --port, or --port 0 for any free port"
+        ) from None
     host, port = server.server_address[:2]
     if isinstance(host, bytes):
         host = host.decode()

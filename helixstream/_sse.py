@@ -116,6 +116,7 @@ from typing import (
 from ._aggregate import ChunkAggregator
 from ._chunk import StreamChunk
 from ._engine import ChunkStream
+from ._inputs import check_binary_writer, check_source
 from ._tokens import estimate_tokens
 from ._util import close_quietly
 
@@ -294,11 +295,14 @@ class SSEWriter:
     Args:
         out: an object with ``write(bytes)`` and optionally ``flush()``.
         expose_errors: default for :meth:`write_error`'s ``expose``.
+
+    Raises:
+        TypeError: ``out`` has no ``write`` method, or is a text stream
+            (``io.StringIO``, ``sys.stdout``: pass ``sys.stdout.buffer``).
     """
 
     def __init__(self, out: _Writable, *, expose_errors: bool = False) -> None:
-        if not callable(getattr(out, "write", None)):
-            raise TypeError(f"out must have a write(bytes) method ({type(out).__name__})")
+        check_binary_writer(out)
         self._out = out
         flush = getattr(out, "flush", None)
         self._flush: Optional[Callable[[], Any]] = flush if callable(flush) else None
@@ -953,6 +957,7 @@ def sse_stream(
     if isinstance(source, ChunkStream) and stop is None:
         stream = source
     else:
+        check_source(source, "the chunks")
         stream = ChunkAggregator().aggregate_chunks(source, stop=stop)[0]
     feed = _Feed(
         stream,

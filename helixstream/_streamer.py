@@ -10,6 +10,7 @@ from ._aggregate import AggregatedStream, aggregate
 from ._buffers import BufferType, new_buffer_with_token_threshold
 from ._durations import check_number, parse_duration, parse_seconds
 from ._errors import ConfigError
+from ._inputs import check_source
 from ._progress import ProgressCallback, ProgressStage
 from ._ratelimit import BurstRateLimiter, RateLimiter, RateLimitStage
 from ._engine import ChunkStream
@@ -144,6 +145,7 @@ class EnhancedStreamer:
         name: str,
         counter: Optional[TokenCounter] = None,
     ) -> StreamResult:
+        check_source(source)
         cfg = self.config
         return aggregate(
             source,

@@ -4,7 +4,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import signal
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -85,7 +87,103 @@ def test_demo_with_an_unreachable_endpoint_is_a_one_line_error():
 
 def test_demo_base_url_needs_a_model():
     done = helix("demo", "--base-url", "http://127.0.0.1:9/v1")
-    assert done.returncode == 1 and "--model" in done.stderr
+    assert done.returncode == 2
+    expected = (
+        "helixstream demo: error: --base-url needs a model: add --model NAME "
+        "(or set HELIXSTREAM_MODEL) (see 'helixstream demo --help')"
+    )
+    assert done.stderr.splitlines() == [expected]
+
+
+def test_the_quick_start_demo_ignores_openai_base_url_in_the_environment():
+    # OPENAI_BASE_URL is often set for other tools: a plain `demo` still runs the
+    # built-in simulated model, and says how to use the endpoint instead
+    done = helix("demo", *FAST, env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "HELIXSTREAM_MODEL": "m"})
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stdout.splitlines() if line]
+    assert lines == sentences("".join(hs.SimulatedLLM().tokens))
+    assert "simulated model" in done.stderr and "--model" in done.stderr
+
+
+def test_demo_model_without_an_endpoint_is_a_one_line_error():
+    done = helix("demo", "--model", "llama3.2")
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("helixstream demo: error: --model needs an endpoint")
+    assert "--base-url" in lines[0] and "OPENAI_BASE_URL" in lines[0]
+
+
+def test_demo_takes_the_model_from_the_environment_with_an_explicit_base_url():
+    with LLMServer() as server:
+        server.pieces = ["Hi there."]
+        done = helix("demo", "--base-url", server.url + "/v1", env={"HELIXSTREAM_MODEL": "m"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "Hi there."
+
+
+def test_serve_checks_the_model_before_it_starts_listening():
+    done = helix("serve", "--port", "0", "--base-url", "http://127.0.0.1:9/v1", timeout=30)
+    assert done.returncode == 2
+    assert done.stderr.startswith("helixstream serve: error: --base-url needs a model")
+    assert "serving" not in done.stderr
+
+
+# --- ports ---------------------------------------------------------------------------
+@pytest.mark.parametrize("port", ["99999", "-1", "65536", "http"])
+def test_serve_with_an_impossible_port_is_a_one_line_error(port):
+    done = helix("serve", "--port", port, timeout=30)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("helixstream serve: error: argument --port: ")
+    assert "0 to 65535" in lines[0] and repr(port) in lines[0]
+
+
+def test_serve_on_a_port_in_use_is_a_one_line_error():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = helix("serve", "--port", str(port), *FAST, timeout=30)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"helixstream serve: error: cannot listen on 127.0.0.1:{port}: ")
+    assert "in use" in lines[0] and "--port 0" in lines[0]
+
+
+# --- durations on the command line -----------------------------------------------------
+DURATION_FLAGS = [
+    ("demo", "--max-delay"), ("demo", "--first-token-delay"), ("demo", "--timeout"),
+    ("pipe", "--max-delay"),
+    ("serve", "--max-delay"), ("serve", "--first-token-delay"), ("serve", "--timeout"),
+]
+
+
+@pytest.mark.parametrize("command, flag", DURATION_FLAGS)
+@pytest.mark.parametrize("text", ["500ms", "1m30s", "1.5h", "300us", "1e3ms", "0.25", "2"])
+def test_every_duration_flag_takes_what_the_config_takes(command, flag, text):
+    from helixstream._cli import build_parser
+    from helixstream._durations import parse_duration
+
+    args = build_parser().parse_args([command, flag, text])
+    assert getattr(args, flag[2:].replace("-", "_")) == pytest.approx(parse_duration(text, "x"))
+
+
+@pytest.mark.parametrize("command, flag", DURATION_FLAGS)
+@pytest.mark.parametrize("text, says", [("soon", "must be a duration"), ("-1s", "must be >= 0")])
+def test_a_bad_duration_flag_is_a_one_line_error(command, flag, text, says):
+    done = helix(command, f"{flag}={text}")  # "--max-delay -1s" would read "-1s" as a flag
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"helixstream {command}: error: argument {flag}: {says}")
+
+
+def test_pipe_with_a_max_delay_in_milliseconds():
+    done = helix("pipe", "--buffer", "sentence", "--max-delay", "500ms", input="no sentence end here")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "no sentence end here"
 
 
 @pytest.mark.parametrize("buffer", ["word", "sentence", "line", "paragraph", "character", "token"])
@@ -147,7 +245,7 @@ def _reap(proc: subprocess.Popen) -> None:
     """Kill ``proc`` if still running, close its pipes and wait: nothing left behind
     when a test fails half-way."""
     proc.kill()
-    for pipe in (proc.stdout, proc.stderr):
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
         if pipe is not None:
             pipe.close()
     proc.wait(timeout=10)
@@ -207,3 +305,45 @@ def test_serve_shows_a_page_and_streams_events_then_stops_on_ctrl_c():
         _reap(proc)
     assert proc.returncode == 0
     assert "Traceback" not in err
+
+
+def _read_until(pipe, wanted: bytes, timeout: float = 20.0) -> bytes:
+    """Read ``pipe`` (a binary pipe) until ``wanted`` has arrived; the bytes read."""
+    got = b""
+    fd = pipe.fileno()
+    while wanted not in got:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        assert ready, f"waited {timeout}s for {wanted!r}; got {got!r}"
+        data = os.read(fd, 4096)
+        assert data, f"the pipe ended before {wanted!r}; got {got!r}"
+        got += data
+    return got
+
+
+@pytest.mark.parametrize(
+    "options",
+    [[], ["--max-delay", "1m"], ["--buffer", "sentence", "--rate", "100000"], ["--progress"]],
+    ids=["word", "timer-thread", "rate-limited", "progress"],
+)
+def test_ctrl_c_on_pipe_writes_the_text_it_holds_then_exits_130(options):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "helixstream", "pipe", *options],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )
+    try:
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        sent = "Hello world. Dr. Smith says 3.14 is wor" if "sentence" in options else "Hello wor"
+        proc.stdin.write(sent.encode())
+        proc.stdin.flush()  # stdin stays open: the producer is still running
+        first = b"Hello world. " if "sentence" in options else b"Hello "
+        out = _read_until(proc.stdout, first)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)
+        out += proc.stdout.read()
+        err = proc.stderr.read().decode()
+    finally:
+        _reap(proc)
+    assert out.decode() == sent  # nothing it had read is lost
+    assert proc.returncode == 130
+    assert "Traceback" not in err and "interrupted" in err

@@ -163,3 +163,136 @@ def test_service_takes_a_stream_config_a_mapping_or_nothing():
     svc = hs.OptimizationService({"optimization": {"streaming": {"buffer_type": "character"}}})
     output, _ = svc.stream_enhanced(["ab"])
     assert [c.content for c in output] == ["a", "b"]
+
+
+# --- a whole application's file (issue 15) -------------------------------------------
+HELIXAGENT = """\
+server:
+  port: 8080
+  host: 0.0.0.0
+optimization:
+  caching:
+    enabled: true
+    ttl: "5m"
+  batching:
+    max_size: 32
+  streaming:
+    enabled: true
+    buffer_type: "sentence"
+    progress_interval: "100ms"
+logging:
+  level: info
+"""
+
+
+def test_a_whole_helixagent_file_loads_and_other_sections_are_left_alone(tmp_path):
+    settings = hs.load_config(write(tmp_path, HELIXAGENT))
+    assert settings.enabled
+    assert settings.stream.buffer_type is hs.BufferType.SENTENCE
+    assert settings.stream.progress_interval == pytest.approx(0.1)
+
+
+def test_other_sections_under_optimization_are_left_alone():
+    settings = hs.load_config(
+        {"optimization": {"caching": {"anything": [1, 2]}, "streaming": {"rate_limit": 5}}}
+    )
+    assert settings.stream.rate_limit == 5
+
+
+@pytest.mark.parametrize("name", ["caching", "batching", "routing", "tracing", "scheduling", "sharding"])
+def test_sections_with_other_names_under_optimization_are_not_taken_for_misspellings(name):
+    settings = hs.load_config({"optimization": {name: {"x": 1}, "streaming": {"burst": 3}}})
+    assert settings.stream.burst == 3
+
+
+@pytest.mark.parametrize("name", ["streeming", "Streaming", "straeming", "streming", "streamin", "stream"])
+def test_a_misspelt_streaming_section_says_what_was_expected(name):
+    with pytest.raises(hs.ConfigError) as info:
+        hs.load_config({"optimization": {"caching": {}, name: {"buffer_type": "word"}}})
+    message = str(info.value)
+    assert repr(name) in message and "'streaming'" in message
+    assert "optimization.streaming" in message
+    assert "caching" not in message  # someone else's section is not the problem
+
+
+def test_unknown_keys_inside_streaming_stay_errors_in_a_whole_file(tmp_path):
+    path = write(tmp_path, HELIXAGENT.replace("buffer_type", "bufer_type"))
+    with pytest.raises(hs.ConfigError, match=r"'bufer_type' \(did you mean 'buffer_type'\?\)"):
+        hs.load_config(path)
+
+
+# --- duplicate keys ---------------------------------------------------------------------
+def test_a_duplicate_key_is_an_error_naming_the_key_and_both_lines(tmp_path):
+    path = write(
+        tmp_path,
+        """\
+        optimization:
+          streaming:
+            rate_limit: 10
+            buffer_type: word
+            rate_limit: 20
+        """,
+    )
+    with pytest.raises(hs.ConfigError) as info:
+        hs.load_config(path)
+    message = str(info.value)
+    assert "helix.yaml" in message and "duplicate key 'rate_limit'" in message
+    assert "lines 3 and 5" in message
+
+
+def test_a_duplicate_section_is_an_error_too(tmp_path):
+    path = write(tmp_path, GUIDE + "optimization:\n  streaming: {}\n")
+    with pytest.raises(hs.ConfigError, match=r"duplicate key 'optimization'.*lines 1 and 7"):
+        hs.load_config(path)
+
+
+def test_a_duplicate_key_on_one_line_is_an_error_too(tmp_path):
+    path = write(tmp_path, "optimization:\n  streaming: {rate_limit: 1, rate_limit: 2}\n")
+    with pytest.raises(hs.ConfigError, match=r"duplicate key 'rate_limit' twice on line 2"):
+        hs.load_config(path)
+
+
+def test_the_same_key_in_different_mappings_is_fine(tmp_path):
+    path = write(tmp_path, "server:\n  enabled: true\n" + GUIDE)
+    assert hs.load_config(path).enabled
+
+
+def test_yaml_merge_keys_may_be_overridden(tmp_path):
+    path = write(
+        tmp_path,
+        """\
+        defaults: &defaults
+          buffer_type: word
+          rate_limit: 5
+        optimization:
+          streaming:
+            <<: *defaults
+            rate_limit: 7
+        """,
+    )
+    stream = hs.load_config(path).stream
+    assert stream.buffer_type is hs.BufferType.WORD and stream.rate_limit == 7
+
+
+# --- numbers given as strings -----------------------------------------------------------
+@pytest.mark.parametrize("field", ["rate_limit", "burst", "estimated_tokens", "queue_size"])
+def test_a_quoted_number_says_it_is_a_string(tmp_path, field):
+    path = write(tmp_path, f'optimization:\n  streaming:\n    {field}: "50"\n')
+    with pytest.raises(hs.ConfigError) as info:
+        hs.load_config(path)
+    message = str(info.value)
+    assert f"'{field}'" in message and "'50'" in message
+    assert "a string" in message and "quotes" in message
+
+
+def test_durations_in_a_file_take_go_forms(tmp_path):
+    path = write(tmp_path, 'optimization:\n  streaming:\n    max_delay: "1m30s"\n    close_timeout: 300us\n')
+    stream = hs.load_config(path).stream
+    assert stream.max_delay == pytest.approx(90.0)
+    assert stream.close_timeout == pytest.approx(300e-6)
+
+
+def test_a_negative_duration_in_a_file_says_it_must_not_be_negative(tmp_path):
+    path = write(tmp_path, 'optimization:\n  streaming:\n    progress_interval: "-1s"\n')
+    with pytest.raises(hs.ConfigError, match=r"helix\.yaml.*'progress_interval' must be >= 0 \(got '-1s'\)"):
+        hs.load_config(path)

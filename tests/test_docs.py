@@ -104,19 +104,10 @@ def llm_server() -> Iterator[LLMServer]:
     assert server.lingering == [], "an example left a connection to the LLM server open"
 
 
-@pytest.mark.timeout(60)
-# the SDKs warn when a model an example names gets old; the example still works
-@pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
-# bpe-openai (the ``tokens`` extra) loads its data with a deprecated importlib call
-@pytest.mark.filterwarnings("ignore:open_binary is deprecated:DeprecationWarning")
-@pytest.mark.parametrize("block", examples())
-def test_example_runs(
-    block: Block,
-    libraries: None,
-    llm_server: LLMServer,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
+def run_block(
+    block: Block, llm_server: LLMServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    """Run one example as a reader would, against the test LLM server."""
     llm_server.reset()
     threads_before = set(threading.enumerate())
     monkeypatch.chdir(tmp_path)
@@ -145,6 +136,63 @@ def test_example_runs(
         ]
 
     assert wait_for(lambda: not left()), f"the example left threads running: {left()}"
+
+
+#: The SDKs warn when a model an example names gets old (the example still works), and
+#: bpe-openai (the ``tokens`` extra) loads its data with a deprecated importlib call.
+IGNORE_MODEL_AGE = "ignore:The model .* is deprecated:DeprecationWarning"
+IGNORE_OPEN_BINARY = "ignore:open_binary is deprecated:DeprecationWarning"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.filterwarnings(IGNORE_MODEL_AGE)
+@pytest.mark.filterwarnings(IGNORE_OPEN_BINARY)
+@pytest.mark.parametrize("block", examples())
+def test_example_runs(
+    block: Block,
+    libraries: None,
+    llm_server: LLMServer,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    run_block(block, llm_server, monkeypatch, tmp_path)
+
+
+def the_block(file: str, containing: str) -> Block:
+    found = [b for b in blocks_of(ROOT / file) if containing in b.code and not b.skip_reason]
+    assert len(found) == 1, f"{file}: {len(found)} runnable examples contain {containing!r}"
+    return found[0]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.filterwarnings(IGNORE_MODEL_AGE)
+def test_the_anthropic_recipe_prints_its_count_on_a_line_of_its_own(
+    libraries: None,
+    llm_server: LLMServer,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    run_block(the_block("docs/recipes.md", "from_anthropic("), llm_server, monkeypatch, tmp_path)
+    lines = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(r"\d+ tokens \(the service's own count\)", lines[-1]), lines
+    progress = re.compile(r"\[\d+ tokens, \d+/s\]")
+    text = [line for line in lines[:-1] if not progress.fullmatch(line)]
+    assert text and not any("tokens" in line for line in text), lines  # nothing glued together
+
+
+def test_configuration_md_documents_every_key() -> None:
+    import attrs
+
+    import helixstream as hs
+    from helixstream._config import FILE_KEYS
+
+    text = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    rows = set(re.findall(r"^\| `(\w+)` \|", text, re.MULTILINE))
+    fields = {f.name for f in attrs.fields(hs.StreamConfig)} - {"token_counter"}  # code only
+    missing = sorted((set(FILE_KEYS) | fields) - rows)
+    assert not missing, f"docs/configuration.md's table lacks {missing}"
+    assert "`token_counter`" in text
 
 
 def test_every_doc_has_runnable_examples() -> None:

@@ -297,7 +297,11 @@ def test_bad_rate_is_a_config_error_naming_field_and_value(value: Any) -> None:
 def test_bad_burst_is_a_config_error_naming_field_and_value(value: Any) -> None:
     with pytest.raises(ConfigError) as info:
         BurstRateLimiter(10, value)
-    assert str(info.value) == f"'burst' must be a number >= 1 (got {value!r})"
+    if isinstance(value, str):  # a quoted number is called a string (issue 15)
+        expected = f"'burst' must be a number >= 1, not a string (got {value!r}); write the number without quotes"
+    else:
+        expected = f"'burst' must be a number >= 1 (got {value!r})"
+    assert str(info.value) == expected
 
 
 def test_config_error_message_for_a_negative_rate() -> None:

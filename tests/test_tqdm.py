@@ -4,6 +4,7 @@ from __future__ import annotations
 import builtins
 import io
 import importlib
+import re
 
 import pytest
 
@@ -64,3 +65,16 @@ def test_missing_tqdm_gives_a_clear_error(monkeypatch):
     importlib.reload(module)  # importing the module itself needs no tqdm
     with pytest.raises(ImportError, match=r"pip install 'helixstream\[tqdm\]'"):
         module.tqdm_progress()
+
+
+@pytest.mark.parametrize("estimated", [0, 10])
+def test_the_bar_shows_one_tokens_per_second_figure(estimated):
+    from helixstream.integrations.tqdm import tqdm_progress
+
+    out = io.StringIO()
+    callback = tqdm_progress(file=out, mininterval=0)
+    run(callback, estimated=estimated, words=tuple(f"w{i} " for i in range(20)))
+    lines = [line for line in out.getvalue().replace("\n", "\r").split("\r") if line.strip()]
+    assert lines
+    for line in lines:
+        assert len(re.findall(r"tok/s", line)) == 1, line

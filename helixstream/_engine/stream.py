@@ -33,6 +33,7 @@ from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence
 
 from .._chunk import Decoder, StreamChunk
 from .._errors import PipelineError
+from .._inputs import check_source
 from . import stop as _stop
 from .pipe import Pipe, PipeClosed
 from .pipeline import IDLE, TICK, Pipeline, Stopped
@@ -641,19 +642,3 @@ def run_stages(
     _stop.check_stop(stop)
     core = _Core(source, stages, stop, name, queue_size, result, prefetch, close_timeout)
     return ChunkStream(core, close_timeout)
-
-
-def check_source(source: Any) -> None:
-    """A TypeError for what cannot be a stream's source."""
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        raise TypeError(
-            f"the stream is one {type(source).__name__} object, not an iterable of "
-            f"pieces; wrap it in a list ([data]) to stream it as one piece"
-        )
-    if isinstance(source, dict):
-        raise TypeError(
-            "a dict is not a stream (iterating it gives its keys); pass an iterable of "
-            "str, bytes or StreamChunk"
-        )
-    if source is None or not hasattr(source, "__iter__") and not hasattr(source, "__next__"):
-        raise TypeError(f"source must be an iterable, not {type(source).__name__}")

@@ -34,6 +34,12 @@ class TqdmProgress:
     estimate when there is one (else an open-ended counter), and closed with the final
     report. A bar you made yourself can be passed instead.
 
+    The bar shows one rate, tqdm's own (``12.3tok/s``), from which its ETA is computed
+    too. A bar made here averages it over the bar's life (``smoothing=0``), which is
+    steadier than a moving average for a stream that arrives in bursts; pass
+    ``smoothing=0.3`` for tqdm's moving average. The stream's own figure is in the
+    final result (``get_result().tokens_per_second``).
+
     Args:
         bar: an existing tqdm bar to drive (its ``total`` is set from the estimate when
             it has none).
@@ -44,7 +50,7 @@ class TqdmProgress:
     def __init__(self, bar: Optional[Any] = None, **tqdm_options: Any) -> None:
         self._tqdm = _tqdm() if bar is None else None
         self.bar = bar
-        self._options = {"unit": "tok", "dynamic_ncols": True, **tqdm_options}
+        self._options = {"unit": "tok", "dynamic_ncols": True, "smoothing": 0, **tqdm_options}
         self._lock = threading.Lock()
 
     def __call__(self, progress: StreamProgress) -> None:
@@ -60,8 +66,6 @@ class TqdmProgress:
             step = progress.tokens_received - bar.n
             if step > 0:
                 bar.update(step)
-            if progress.tokens_per_second:
-                bar.set_postfix_str(f"{progress.tokens_per_second:.1f} tok/s", refresh=False)
             if progress.done:
                 if bar.total and progress.tokens_received < bar.total:
                     bar.total = progress.tokens_received  # ended early: a full bar
