@@ -27,12 +27,8 @@ from typing import Any, Callable, Generator, Iterable, Iterator, List, Optional,
 
 from ._chunk import Decoder, StreamChunk
 from ._durations import check_number
-<<<<<<< HEAD
 from ._engine.pipe import put_until_stopped
-=======
 from ._inputs import check_source
-from ._signals import nothing, on_set
->>>>>>> issue15
 from ._tokens import TokenCounter, estimate_tokens
 from ._util import close_quietly
 
@@ -300,12 +296,8 @@ class _TokenBucket:
         Returns:
             How many items were put into the queue.
         """
-<<<<<<< HEAD
-        put = put_until_stopped(output_queue, stop)
-=======
         check_source(items)
-        put = _StoppablePut(output_queue, stop)
->>>>>>> issue15
+        put = put_until_stopped(output_queue, stop)
         limited = self._limited(iter(items), stop, _Coster(counter))
         count = 0
         try:
