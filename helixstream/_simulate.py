@@ -15,6 +15,7 @@ import time
 from typing import Callable, Iterator, List, Optional
 
 from ._chunk import StreamChunk
+from ._errors import ConfigError
 
 __all__ = ["SimulatedLLM", "SAMPLE_ANSWER", "split_tokens"]
 
@@ -71,9 +72,9 @@ class SimulatedLLM:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if tokens_per_second <= 0:
-            raise ValueError(f"tokens_per_second must be > 0 (got {tokens_per_second!r})")
+            raise ConfigError(f"tokens_per_second must be > 0 (got {tokens_per_second!r})")
         if not 0 <= jitter < 1:
-            raise ValueError(f"jitter must be in [0, 1) (got {jitter!r})")
+            raise ConfigError(f"jitter must be in [0, 1) (got {jitter!r})")
         self.tokens = split_tokens(text)
         self.tokens_per_second = tokens_per_second
         self.first_token_delay = max(0.0, first_token_delay)

@@ -116,6 +116,7 @@ from typing import (
 from ._aggregate import ChunkAggregator
 from ._chunk import StreamChunk
 from ._engine import ChunkStream
+from ._errors import ConfigError
 from ._inputs import check_binary_writer, check_source
 from ._tokens import estimate_tokens
 from ._util import close_quietly
@@ -467,15 +468,15 @@ class EventLog:
 
 def _check_positive_int(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name!r} must be an int >= 1 (got {value!r})")
+        raise ConfigError(f"{name!r} must be an int >= 1 (got {value!r})")
 
 
 def _check_seconds(name: str, value: Any, allow_zero: bool = True) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-        raise ValueError(f"{name!r} must be a number of seconds (got {value!r})")
+        raise ConfigError(f"{name!r} must be a number of seconds (got {value!r})")
     if value < 0 or (value == 0 and not allow_zero):
         limit = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name!r} must be {limit} (got {value!r})")
+        raise ConfigError(f"{name!r} must be {limit} (got {value!r})")
     return float(value)
 
 
@@ -943,7 +944,7 @@ def sse_stream(
         or not isinstance(estimated_tokens, int)
         or estimated_tokens < 0
     ):
-        raise ValueError(f"'estimated_tokens' must be an int >= 0 (got {estimated_tokens!r})")
+        raise ConfigError(f"'estimated_tokens' must be an int >= 0 (got {estimated_tokens!r})")
     if replay is not None and not isinstance(replay, SSEReplay):
         raise TypeError(f"replay must be an SSEReplay, not {type(replay).__name__}")
     opening = _OPENING if retry is None else f"retry: {retry}\n".encode("ascii") + _OPENING

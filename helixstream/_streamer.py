@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Iterable, List, Optional, Tuple, Union
+from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
 import attrs
 
@@ -14,7 +14,7 @@ from ._inputs import check_source
 from ._progress import ProgressCallback, ProgressStage
 from ._ratelimit import BurstRateLimiter, RateLimiter, RateLimitStage
 from ._engine import ChunkStream
-from ._stages import BufferStage
+from ._stages import BufferStage, Stage
 from ._tokens import RememberLast, TokenCounter, estimate_tokens
 
 __all__ = ["StreamConfig", "EnhancedStreamer", "StreamResult"]
@@ -205,21 +205,31 @@ class EnhancedStreamer:
         input: Iterable[Any],
         callback: Optional[ProgressCallback] = None,
         stop: Optional[threading.Event] = None,
+        *,
+        stages: Sequence[Stage] = (),
     ) -> StreamResult:
         """Buffer, rate-limit and track the stream, as the config says.
 
-        Stages, in order: buffer (``buffer_type``), rate limiter (when ``rate_limit``
-        > 0), progress (when a callback is given), aggregation.
+        Stages, in order: buffer (``buffer_type``), your own ``stages`` (each a
+        :class:`Stage`, given the buffer's units in order), rate limiter (when
+        ``rate_limit`` > 0), progress (when a callback is given), aggregation.
         """
-        stages: List[Any] = [self._buffer_stage(None)]
+        extra = list(stages)
+        for stage in extra:
+            if not callable(stage) or not callable(getattr(stage, "flush", None)):
+                raise TypeError(
+                    f"each of stages must be a Stage (callable, with flush()), not "
+                    f"{type(stage).__name__}"
+                )
+        chain: List[Any] = [self._buffer_stage(None), *extra]
         limiter = self._rate_stage(None)
         if limiter is not None:
-            stages.append(limiter)
+            chain.append(limiter)
         counter = self._whole_text_counter()
         progress = self._progress_stage(callback, counter)
         if progress is not None:
-            stages.append(progress)
-        return self._run(input, stages, stop, "enhanced", counter)
+            chain.append(progress)
+        return self._run(input, chain, stop, "enhanced", counter)
 
     def _rate_stage(self, tokens_per_second: Optional[float]) -> Optional[RateLimitStage]:
         cfg = self.config

@@ -128,7 +128,8 @@ from typing import (
 )
 
 from ._chunk import StreamChunk
-from ._errors import StreamClosedError, UpstreamError
+from ._engine.pipe import Pipe, PipeClosed
+from ._errors import ConfigError, StreamClosedError, UpstreamError
 
 __all__ = [
     "from_openai",
@@ -684,7 +685,7 @@ class SSESource(_Source):
 
     def __init__(self, source: Any, mode: str = "auto") -> None:
         if mode not in self.MODES:
-            raise ValueError(f"'mode' must be one of {', '.join(self.MODES)} (got {mode!r})")
+            raise ConfigError(f"'mode' must be one of {', '.join(self.MODES)} (got {mode!r})")
         response = None
         if callable(_get(source, "iter_bytes")) or callable(_get(source, "iter_content")):
             response = source
@@ -874,6 +875,9 @@ def from_sse(source: Any, mode: str = "auto") -> SSESource:
 
 
 # --- push-style producers --------------------------------------------------------------
+_END = object()
+
+
 class _Failed:
     __slots__ = ("exc",)
 
@@ -899,14 +903,10 @@ class Channel:
 
     def __init__(self, maxsize: int = 256) -> None:
         if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1:
-            raise ValueError(f"'maxsize' must be an int >= 1 (got {maxsize!r})")
+            raise ConfigError(f"'maxsize' must be an int >= 1 (got {maxsize!r})")
         self.maxsize = maxsize
-        self._items: Deque[Any] = collections.deque()
-        self._lock = threading.Lock()
-        self._not_empty = threading.Condition(self._lock)
-        self._not_full = threading.Condition(self._lock)
-        self._closed = False
-        self._failure: Optional[BaseException] = None
+        self._pipe = Pipe(maxsize)  # the engine's one bounded queue
+        self._batch: Deque[Any] = collections.deque()  # taken from the pipe, not yet read
 
     def send(self, item: Union[str, bytes, StreamChunk]) -> None:
         """Put ``item`` in the channel, waiting while it is full.
@@ -922,20 +922,16 @@ class Channel:
         """
         if not isinstance(item, (str, bytes, bytearray, StreamChunk)):
             raise TypeError(f"Channel.send() takes str, bytes or StreamChunk, not {type(item).__name__}")
-        with self._lock:
-            while len(self._items) >= self.maxsize and not self._closed:
-                self._not_full.wait()
-            if self._closed:
-                raise StreamClosedError("the channel is closed (ended by its producer, or the reader stopped the stream)")
-            self._items.append(item)
-            self._not_empty.notify()
+        try:
+            self._pipe.put(item)
+        except PipeClosed:
+            raise StreamClosedError(
+                "the channel is closed (ended by its producer, or the reader stopped the stream)"
+            ) from None
 
     def close(self) -> None:
         """End of input: the reader gets what was sent, then the end. Safe to repeat."""
-        with self._lock:
-            self._closed = True
-            self._not_empty.notify_all()
-            self._not_full.notify_all()
+        self._pipe.end(_END)
 
     def fail(self, exc: BaseException) -> None:
         """End the input with an error: the reader gets what was sent, then ``exc``.
@@ -944,18 +940,12 @@ class Channel:
         """
         if not isinstance(exc, BaseException):
             raise TypeError(f"Channel.fail() takes an exception, not {type(exc).__name__}")
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._items.append(_Failed(exc))
-            self._not_empty.notify_all()
-            self._not_full.notify_all()
+        self._pipe.end(_Failed(exc))
 
     @property
     def closed(self) -> bool:
         """True once the channel is closed (a producer may check it to stop early)."""
-        return self._closed
+        return self._pipe.ended
 
     def run(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None:
         """Call ``func(*args, **kwargs)``, then close the channel; for a producer thread.
@@ -967,7 +957,7 @@ class Channel:
         try:
             func(*args, **kwargs)
         except BaseException as exc:  # noqa: BLE001 - handed to the reader
-            if not (isinstance(exc, StreamClosedError) and self._closed):
+            if not (isinstance(exc, StreamClosedError) and self.closed):
                 self.fail(exc)
         else:
             self.close()
@@ -977,18 +967,21 @@ class Channel:
         return self
 
     def __next__(self) -> Union[str, bytes, StreamChunk]:
-        with self._lock:
-            items = self._items
-            while not items:
-                if self._closed:
-                    raise StopIteration
-                self._not_empty.wait()
-            item = items.popleft()
-            self._not_full.notify()
+        batch = self._batch
+        if not batch:
+            try:
+                batch.extend(self._pipe.get_all())
+            except PipeClosed:
+                raise StopIteration from None
+        item = batch.popleft()
+        if item is _END:
+            batch.appendleft(item)
+            raise StopIteration
         if item.__class__ is _Failed:
+            batch.appendleft(_END)
             raise item.exc
         return item  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
-        return f"<Channel {state} {len(self._items)}/{self.maxsize}>"
+        state = "closed" if self.closed else "open"
+        return f"<Channel {state} {len(self._pipe) + len(self._batch)}/{self.maxsize}>"

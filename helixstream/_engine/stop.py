@@ -120,10 +120,13 @@ def _janitor_main() -> None:
             with _lock:
                 entry = _watches.get(request)
                 callbacks = list(entry[1].values()) if entry is not None else []
+            entry = None
             for callback in callbacks:
                 _run(callback)
+            callbacks = callback = None  # type: ignore[assignment]  # hold no stream
         else:
             _run(request)
+        request = None  # idle, the janitor keeps no stream alive
 
 
 def _run(callback: Callable[[], None]) -> None:
