@@ -71,7 +71,9 @@ class AggregateStage:
         self._lock = threading.Lock()
         self._contents: List[str] = []
         self._reported = 0  # tokens the source reported
-        self._uncounted: List[int] = []  # indexes of contents without a reported count
+        # indexes of contents whose count was reported (usually none: a list of every
+        # uncounted index would cost more than the text of a stream of characters)
+        self._counted_at: List[int] = []
         self._usage: Optional[int] = None  # a total reported by the source at the end
         self._usage_key = usage_key
         self._start = clock()
@@ -83,16 +85,14 @@ class AggregateStage:
 
     def __call__(self, item: Any) -> List[Any]:
         # One thread at a time calls this. Text without a reported count (the common
-        # case) is recorded without the lock: its index goes into ``_uncounted`` before
-        # the text into ``_contents``, and result() copies ``_contents`` first, so every
-        # index below the length it copied is there. A reported count changes a total,
-        # so it is recorded with its text under the lock.
+        # case) is recorded without the lock. A reported count changes a total, so it is
+        # recorded with its text under the lock, its index before its text: result()
+        # copies ``_contents`` first, so every reported index below that length is there.
         contents = self._contents
         n = len(contents)
         if self._first is None:
             self._first = self._clock()
         if item.__class__ is str:
-            self._uncounted.append(n)
             contents.append(item)
             return [StreamChunk(item, n)]
         chunk = item
@@ -104,11 +104,11 @@ class AggregateStage:
             if usage is not None:
                 self._note_usage(usage)
         if chunk.tokens is None:
-            self._uncounted.append(n)
             contents.append(chunk.content)
         else:
             with self._lock:
                 self._reported += chunk.tokens
+                self._counted_at.append(n)
                 contents.append(chunk.content)
         return [chunk]
 
@@ -144,14 +144,18 @@ class AggregateStage:
                 self._end = self._clock()
                 self._cancelled = True
 
-    def _tokens(self, contents: List[str], uncounted: List[int], reported: int) -> int:
+    def _tokens(self, contents: List[str], counted_at: List[int], reported: int) -> int:
         # called with the lock held
         if self._usage is not None:
             return self._usage
         n = len(contents)
         if self._cache is not None and self._cache[0] == n:
             return self._cache[1]
-        text = "".join(contents[i] for i in uncounted if i < n)
+        if counted_at:
+            skip = set(counted_at)
+            text = "".join(c for i, c in enumerate(contents) if i not in skip)
+        else:
+            text = "".join(contents)
         total = reported + (self._count(text) if text else 0)
         self._cache = (n, total)
         return total
@@ -163,8 +167,8 @@ class AggregateStage:
             duration = max(0.0, end - self._start)
             reported = self._reported
             contents = list(self._contents)  # first: the indexes below hold all it has
-            uncounted = list(self._uncounted)
-            tokens = self._tokens(contents, uncounted, reported)
+            counted_at = list(self._counted_at)
+            tokens = self._tokens(contents, counted_at, reported)
             full = "".join(contents)
             return AggregatedStream(
                 full_content=full,

@@ -9,7 +9,18 @@ from __future__ import annotations
 import collections
 import time
 import threading
-from typing import Any, Callable, Deque, Iterable, List, Optional, Protocol, Tuple, runtime_checkable
+from typing import (
+    Any,
+    Callable,
+    Deque,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Protocol,
+    Tuple,
+    runtime_checkable,
+)
 
 from ._buffers import Buffer, TokenBuffer
 from ._chunk import StreamChunk
@@ -123,6 +134,10 @@ class _Ledger:
         self._segments.clear()
 
 
+#: Items longer than this are fed to the buffer in slices of this size, lazily.
+_SLICE = 1 << 16
+
+
 class BufferStage:
     """Runs a :class:`Buffer` over the stream.
 
@@ -176,6 +191,8 @@ class BufferStage:
         ledger = self._ledger
         if tokens is not None or ledger.active:
             ledger.add(len(text), tokens)
+        if len(text) > _SLICE and not self._token_buffer:
+            return self._lazily(text)  # type: ignore[return-value]
         if self._token_buffer:
             units = self.buffer.add(text, tokens)  # type: ignore[call-arg]
         else:
@@ -185,6 +202,18 @@ class BufferStage:
         if not units:
             return units
         return self._release(units)
+
+    def _lazily(self, text: str) -> Iterator[Any]:
+        """A huge item is fed to the buffer a slice at a time, its units released as
+        they are read: the first unit comes at once and memory stays near the item's
+        size, whatever it is."""
+        add = self.buffer.add
+        for start in range(0, len(text), _SLICE):
+            units = add(text[start : start + _SLICE])
+            if self.max_delay is not None:
+                self._note_time(bool(units))
+            if units:
+                yield from self._release(units)
 
     def _note_time(self, released: bool) -> None:
         if not self.buffer.pending:

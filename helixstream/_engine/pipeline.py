@@ -50,7 +50,7 @@ def stage_name(stage: Any) -> str:
     return str(getattr(stage, "name", None) or type(stage).__name__)
 
 
-def _unexpected(exc: BaseException, what: str) -> BaseException:
+def unexpected(exc: BaseException, what: str) -> BaseException:
     """Exceptions that cannot travel through iteration as themselves."""
     if isinstance(exc, StopIteration):
         err = PipelineError(
@@ -97,8 +97,10 @@ class Pipeline:
             if left is not None and left <= 0:
                 try:
                     out = stage.tick()
-                except BaseException:
+                except BaseException as exc:
                     self.at = i
+                    if isinstance(exc, (StopIteration, GeneratorExit)):
+                        raise self.describe_failure(exc) from exc
                     raise
                 if out:
                     yield from self._down(out, i + 1, stopped)
@@ -115,8 +117,10 @@ class Pipeline:
             while i < n:
                 try:
                     out = stages[i](item)
-                except BaseException:
+                except BaseException as exc:
                     self.at = i
+                    if isinstance(exc, (StopIteration, GeneratorExit)):
+                        raise self.describe_failure(exc) from exc
                     raise
                 i += 1
                 if out.__class__ is list:
@@ -159,8 +163,10 @@ class Pipeline:
             while i < n:
                 try:
                     out = stages[i](item)
-                except BaseException:
+                except BaseException as exc:
                     self.at = i
+                    if isinstance(exc, (StopIteration, GeneratorExit)):
+                        raise self.describe_failure(exc) from exc
                     raise
                 i += 1
                 if out.__class__ is list:
@@ -181,8 +187,10 @@ class Pipeline:
         for i in range(n):
             try:
                 out = stages[i].flush()
-            except BaseException:
+            except BaseException as exc:
                 self.at = i
+                if isinstance(exc, (StopIteration, GeneratorExit)):
+                    raise self.describe_failure(exc) from exc
                 raise
             if out:
                 yield from self._down(out, i + 1, always_false)
@@ -215,8 +223,8 @@ class Pipeline:
     def describe_failure(self, exc: BaseException) -> BaseException:
         """The error the reader gets for ``exc`` (raised where ``self.at`` says)."""
         if self.at < 0:
-            return _unexpected(exc, "the source")
-        return _unexpected(exc, f"stage {stage_name(self.stages[self.at])!r}")
+            return unexpected(exc, "the source")
+        return unexpected(exc, f"stage {stage_name(self.stages[self.at])!r}")
 
 
 def always_false() -> bool:

@@ -36,7 +36,7 @@ from .._errors import PipelineError
 from .._inputs import check_source
 from . import stop as _stop
 from .pipe import Pipe, PipeClosed
-from .pipeline import IDLE, TICK, Pipeline, Stopped
+from .pipeline import IDLE, TICK, Pipeline, Stopped, unexpected
 
 __all__ = ["ChunkStream", "run_stages", "END", "RUNNING", "FINISHED", "FAILED", "CANCELLED"]
 
@@ -359,6 +359,8 @@ class _Core:
                                 raise Stopped from None  # stopped while it ended
                             self.source_done = True
                             break
+                        except GeneratorExit as exc:
+                            raise unexpected(exc, "the source") from exc
                         finally:
                             self.in_source = False
                         if stopped():
@@ -399,7 +401,10 @@ class _Core:
                         over = True
                         break
                     if raw.__class__ is _Failure:
-                        raise raw.exc
+                        exc = raw.exc
+                        if isinstance(exc, GeneratorExit):
+                            raise unexpected(exc, "the source") from exc
+                        raise exc
                     item = decode(raw)
                     if item.__class__ is StreamChunk:
                         if item.error is not None:
