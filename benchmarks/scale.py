@@ -31,11 +31,10 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import resource
 import sys
 import threading
 import time
-from typing import Dict, List, Tuple
+from typing import Dict, List
 
 import helixstream as hs
 
@@ -147,7 +146,7 @@ def run(n: int, seconds: float, rate: float) -> Dict[str, float]:
         due = src.due_at
         i = 0
         with output:
-            for chunk in output:
+            for _chunk in output:
                 now = clock()
                 got.append(now - due[i])
                 i += 1
@@ -171,7 +170,7 @@ def run(n: int, seconds: float, rate: float) -> Dict[str, float]:
     sampler.start()
     for t in threads:
         t.join()
-    end = time.perf_counter()
+    time.perf_counter()
     cpu = time.process_time() - cpu0
     sampler_stop.set()
     sampler.join()

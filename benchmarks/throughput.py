@@ -13,7 +13,6 @@ Run: python benchmarks/throughput.py [--chunks N]
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import threading
 import time
@@ -89,7 +88,7 @@ def latency(n: int, period: float = 0.001, prefetch: bool = False) -> list:
     config = hs.StreamConfig(prefetch=True) if prefetch else hs.StreamConfig()
     output, _ = hs.EnhancedStreamer(config).stream_buffered(source(), "word")
     delays = []
-    for i, chunk in enumerate(output):
+    for i, _chunk in enumerate(output):
         delays.append(time.perf_counter() - sent[i])
     return delays
 

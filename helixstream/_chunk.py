@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import codecs
 import time
-from typing import Any, Dict, Iterator, Optional, Union
+from typing import Any, Dict, Iterator, Optional, Union, cast
 
 import attrs
 
@@ -86,7 +86,9 @@ class Decoder:
             raise self.error
         cls = type(item)
         if cls is str or cls is StreamChunk:
-            if self._decoder is not None and (item or cls is StreamChunk and item.content):  # type: ignore[union-attr]
+            if self._decoder is not None and (
+                item if cls is str else cast(StreamChunk, item).content
+            ):
                 self.check_text(index)
             return item  # type: ignore[return-value]
         if isinstance(item, (bytes, bytearray, memoryview)):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import collections
 import time
-import threading
 from typing import (
     Any,
     Callable,

@@ -8,7 +8,7 @@ import gc
 import queue
 import threading
 import tracemalloc
-from typing import Any, Callable, Iterator, List, Optional
+from typing import Any, Iterator, List, Optional
 
 import pytest
 
@@ -243,7 +243,7 @@ def test_after_a_break_the_result_counts_what_the_reader_got(placement):
     output, get_result = hs.EnhancedStreamer(config).stream_buffered(
         ["a b c d e f g h i "], "word"
     )
-    for chunk in output:
+    for _chunk in output:
         break
     output.close()
     result = get_result()

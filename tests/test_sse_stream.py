@@ -14,7 +14,8 @@ import json
 import logging
 import re
 import threading
-from typing import Any, List
+import time
+from typing import Any, Iterator, List
 
 import pytest
 
@@ -221,8 +222,16 @@ def test_a_silent_source_gets_keep_alive_comments_until_it_speaks() -> None:
 
 
 def test_no_keep_alives_while_chunks_flow() -> None:
-    raw = read_all(sse_stream(["a"] * 50, keepalive=5.0))
+    # chunks 10 ms apart for 0.4 s, keep-alive after 0.1 s of silence: one would be
+    # sent if chunks did not count as activity
+    def paced() -> Iterator[str]:
+        for _ in range(40):
+            time.sleep(0.01)  # the model's pace, not a wait for a thread
+            yield "a"
+
+    raw = read_all(sse_stream(paced(), keepalive=0.1))
     assert KEEPALIVE not in raw
+    assert raw.count(b"data: a") == 40
 
 
 # --- close -------------------------------------------------------------------------------

@@ -196,21 +196,30 @@ def test_get_result_is_thread_safe_while_streaming():
     source = BlockingSource()
     output, get_result = hs.EnhancedStreamer().stream_buffered(source, "word")
     results: list = []
+    sampled = threading.Event()
+    done = threading.Event()
 
     def poll() -> None:
-        for _ in range(200):
+        while not done.is_set():
             r = get_result()
             results.append((r.chunk_count, len(r.chunks), r.full_content))
+            sampled.set()
 
     poller = threading.Thread(target=poll)
     poller.start()
     with output:
-        for i in range(200):
+        for i in range(50):
             source.feed(f"{i} ")
+            if i:
+                assert next(output).content == f"{i - 1} "
+                sampled.clear()
+                assert sampled.wait(5)  # the poller looked at least once mid-stream
         source.end()
         list(output)
+    done.set()
     poller.join(10)
     assert all(n == m and len(text.split()) == n for n, m, text in results)
+    assert any(0 < n < 50 for n, _, _ in results)  # it did see the stream half way
 
 
 # --- rate limiting through the streamer -------------------------------------------------

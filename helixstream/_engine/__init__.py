@@ -8,7 +8,8 @@
 from .pipe import Pipe, PipeClosed, put_until_stopped
 from .pipeline import IDLE, TICK, Pipeline
 from .stop import StopSignal, check_stop
-from .stream import END, ChunkStream, check_source, run_stages
+from .._inputs import check_source
+from .stream import END, ChunkStream, run_stages
 
 __all__ = [
     "END",

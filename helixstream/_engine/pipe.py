@@ -167,14 +167,14 @@ def put_until_stopped(q: "queue.Queue[Any]", stop: Optional[threading.Event]) ->
             return True
         assert stop is not None
         with q.not_full:
-            while q.maxsize > 0 and q._qsize() >= q.maxsize:  # type: ignore[attr-defined]
+            while q.maxsize > 0 and q._qsize() >= q.maxsize:
                 if stop.is_set():
                     return False
                 q.not_full.wait()
             if stop.is_set():
                 return False
-            q._put(item)  # type: ignore[attr-defined]
-            q.unfinished_tasks += 1  # type: ignore[attr-defined]
+            q._put(item)
+            q.unfinished_tasks += 1
             q.not_empty.notify()
         return True
 

@@ -236,5 +236,5 @@ def release_list(out: Any) -> List[Any]:
     if out is None:
         return []
     if out.__class__ is list:
-        return out  # type: ignore[no-any-return]
+        return out
     return list(out)

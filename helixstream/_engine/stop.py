@@ -71,7 +71,7 @@ def _make_notifying(event: threading.Event) -> None:
             f"{type(event).__name__} has a condition of type {type(cond).__name__}"
         )
     cond.__class__ = _NotifyingCondition
-    cond._hs_event_id = id(event)
+    cond._hs_event_id = id(event)  # type: ignore[attr-defined]
 
 
 class StopSignal(threading.Event):

@@ -87,7 +87,7 @@ class _Core:
         self.id = next(_ids)
         self.name = name
         self.source = source
-        self.iterator: Iterator[Any] = iter(source)  # type: ignore[call-overload]
+        self.iterator: Iterator[Any] = iter(source)
         self.user_stop = stop
         self.stop = threading.Event()  # internal: stages wait on it (the rate limiter)
         self.queue_size = queue_size
@@ -401,10 +401,10 @@ class _Core:
                         over = True
                         break
                     if raw.__class__ is _Failure:
-                        exc = raw.exc
-                        if isinstance(exc, GeneratorExit):
-                            raise unexpected(exc, "the source") from exc
-                        raise exc
+                        failure = raw.exc
+                        if isinstance(failure, GeneratorExit):
+                            raise unexpected(failure, "the source") from failure
+                        raise failure
                     item = decode(raw)
                     if item.__class__ is StreamChunk:
                         if item.error is not None:
