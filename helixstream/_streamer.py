@@ -65,7 +65,8 @@ class StreamConfig:
         rate_limit: tokens per second delivered at most; 0 means unlimited.
         estimated_tokens: expected length of the answer, for percent and ETA; 0 if unknown.
         token_buffer_threshold: tokens a token buffer holds before releasing (>= 1).
-        burst: tokens a rate limiter may deliver at once; 0 means ``max(1, rate_limit)``.
+        burst: tokens a rate limiter may deliver at once after a pause; 0 means pacing
+            (:class:`RateLimiter`: the first token at once, then evenly at the rate).
         max_delay: release held text after this many seconds without a unit
             boundary (None: never).
         queue_size: chunks that may wait between two threads of a stream (>= 1).
