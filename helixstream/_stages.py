@@ -172,8 +172,18 @@ class BufferStage:
         if self.max_delay is None:
             # no timer: the runner need not give the source a thread of its own
             self.time_left = None  # type: ignore[assignment]
+        self._add = buffer.add
+        # text can go straight to the buffer: no timer, not a token buffer (updated
+        # when a reported count makes the ledger active)
+        self._plain = self.max_delay is None and not self._token_buffer
 
     def __call__(self, item: Any) -> List[Any]:
+        if item.__class__ is str and self._plain and len(item) <= _SLICE:
+            # the common case: text, no reported counts, no timer, no waiting extras
+            units = self._add(item)
+            if units and self._extras:
+                return self._release(units)
+            return units  # type: ignore[no-any-return]
         if item.__class__ is str or isinstance(item, str):
             text = item
             tokens = None
@@ -190,6 +200,7 @@ class BufferStage:
         ledger = self._ledger
         if tokens is not None or ledger.active:
             ledger.add(len(text), tokens)
+            self._plain = False
         if len(text) > _SLICE and not self._token_buffer:
             return self._lazily(text)  # type: ignore[return-value]
         if self._token_buffer:

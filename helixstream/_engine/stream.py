@@ -348,8 +348,9 @@ class _Core:
                 if self.pipe is None:
                     # inline: the reader reads the source
                     nxt = self.iterator.__next__
+                    user = self.user_stop
                     while self.pipe is None:
-                        if stopped():
+                        if self.stopping or user is not None and stopped():
                             raise Stopped
                         self.in_source = True
                         try:
@@ -363,7 +364,7 @@ class _Core:
                             raise unexpected(exc, "the source") from exc
                         finally:
                             self.in_source = False
-                        if stopped():
+                        if self.stopping or user is not None and stopped():
                             raise Stopped  # it arrived after the stop: not delivered
                         if raw.__class__ is str and decode._decoder is None:
                             decode.index += 1
