@@ -27,6 +27,7 @@ from ._sentences import (
     Spot,
     available_languages,
     decide,
+    glued_boundary,
     line_kind,
     load_language,
     maybe_longer,
@@ -627,6 +628,10 @@ class SentenceBuffer(Buffer):
         close, next_at = spot_end(win, end)
         if next_at < 0:
             return None
+        if next_at == close and term[0] not in NOSPACE_TERMINATORS:
+            # "3.14", "example.com": the rule "no-whitespace", without building a Spot
+            if not glued_boundary(win, at, term, close):
+                return close
         base = self._base
         unit = self._unit - base
         if term == "." and next_at > close:

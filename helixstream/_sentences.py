@@ -118,7 +118,7 @@ class Language:
 
     __slots__ = (
         "code", "name", "terminators", "title", "continuing", "numeric", "ending",
-        "starters", "months", "ordinals", "all_abbreviations", "candidates",
+        "starters", "months", "ordinals", "all_abbreviations", "candidates", "suffixes",
     )
 
     def __init__(
@@ -140,6 +140,11 @@ class Language:
         self.numeric = _words(abbreviations.get("numeric", ()))
         self.ending = _words(abbreviations.get("ending", ()))
         self.all_abbreviations = self.title | self.continuing | self.numeric | self.ending
+        # "-str" in a list stands for every word ending in "str" ("Hauptstr. 5")
+        self.suffixes: Dict[str, Tuple[str, ...]] = {
+            kind: tuple(w[1:] for w in getattr(self, kind) if w.startswith("-"))
+            for kind in ABBREVIATION_KINDS
+        }
         self.starters = _words(starters)
         self.months = _words(months)
         self.ordinals = bool(ordinals)
@@ -268,7 +273,7 @@ class Spot:
 
     __slots__ = (
         "text", "at", "end", "close", "next_at", "unit", "term", "lang", "line_start",
-        "_word", "_next",
+        "_word", "_next", "_key",
     )
 
     def __init__(
@@ -286,6 +291,7 @@ class Spot:
         self.line_start = line_start
         self._word: Optional[str] = None
         self._next: Optional[int] = None
+        self._key: Optional[str] = None
 
     # what comes before ------------------------------------------------------------
     @property
@@ -303,14 +309,29 @@ class Spot:
 
     @property
     def key(self) -> str:
-        return normalize(self.word)
+        """The word as the abbreviation lists hold it."""
+        if self._key is None:
+            self._key = normalize(self.word)
+        return self._key
+
+    def is_a(self, kind: str) -> bool:
+        """The word is an abbreviation of this kind (a word or a suffix in the list)."""
+        key = self.key
+        if key in getattr(self.lang, kind):
+            return True
+        suffixes = self.lang.suffixes[kind]
+        return bool(suffixes) and key.endswith(suffixes)
 
     def word_start(self) -> int:
         return self.at - len(self.word)
 
     def compound_keys(self) -> List[str]:
         """The word joined with the short abbreviations before it: "z. B" -> "z.b"."""
-        m = _TOKENS_BEFORE.search(self.text, max(self.unit, self.word_start() - 20), self.word_start())
+        start = self.word_start()
+        lo = max(self.unit, start - 20)
+        if "." not in self.text[lo:start]:
+            return []
+        m = _TOKENS_BEFORE.search(self.text, lo, start)
         if m is None:
             return []
         parts = m.group().split()
@@ -451,10 +472,11 @@ def blank_line(s: Spot) -> Any:
 def quote_particle(s: Spot) -> Any:
     """``「準備できた？」と彼は聞いた``: a particle after the closing quote goes on."""
     if s.close > s.end and s.next_at == s.close:
+        after = s.text[s.close:s.close + 2]
         for particle in _QUOTE_PARTICLES:
-            if s.text.startswith(particle, s.close):
+            if after.startswith(particle):
                 return False
-            if particle.startswith(s.text[s.close:]):
+            if len(after) < len(particle) and particle.startswith(after):
                 return None  # "っ" may be "って"
     return PASS
 
@@ -479,9 +501,14 @@ def no_whitespace(s: Spot) -> Any:
     half-width ``!`` or ``?`` between CJK characters (``好!我``)."""
     if s.next_at > s.close:
         return PASS
-    if s.term[-1] in "!?" and s.at > 0 and IS_CJK.match(s.text, s.at - 1):
-        nxt = s.text[s.close:s.close + 1]
-        return bool(IS_CJK.match(nxt)) if nxt else None
+    return glued_boundary(s.text, s.at, s.term, s.close)
+
+
+def glued_boundary(text: str, at: int, term: str, close: int) -> Optional[bool]:
+    """The rule ``no-whitespace`` on its own, for a terminator followed by a
+    non-space character (the buffer asks it first: it is the common case)."""
+    if term[-1] in "!?" and at > 0 and IS_CJK.match(text, at - 1):
+        return bool(IS_CJK.match(text, close))
     return False
 
 
@@ -562,7 +589,7 @@ def continuing(s: Spot) -> Any:
         nxt = s.next_is_initial()
         if nxt is None:
             return None
-        if nxt and normalize(s.word + s.next_char()) in s.lang.continuing:  # type: ignore[operator]
+        if nxt and normalize(f"{s.word}.{s.next_char()}") in s.lang.continuing:
             return False
     return PASS
 
@@ -592,7 +619,7 @@ def lowercase_next(s: Spot) -> Any:
 def is_plain_word(word: str) -> bool:
     """Letters (and the marks that go with them) only, in a script with spaces."""
     return not IS_CJK.match(word) and all(
-        c.isalpha() or unicodedata.category(c)[0] == "M" for c in word
+        c.isalpha() or c in "'\u2019" or unicodedata.category(c)[0] == "M" for c in word
     )
 
 
@@ -602,7 +629,7 @@ def numeric_before_number(s: Spot) -> Any:
     nxt = s.next_char()
     if nxt is None:
         return None
-    if (nxt.isdigit() or nxt in "\u2116#") and s.key in s.lang.numeric and not s.breaks:
+    if (nxt.isdigit() or nxt in "\u2116#") and s.is_a("numeric") and not s.breaks:
         return False
     return PASS
 
