@@ -325,12 +325,55 @@ class LineBuffer(_RegexBuffer):
     _context = 1
 
 
+_FENCE = re.compile(r"[ \t]*(?:```|~~~)")
+_FENCE_PREFIX = re.compile(r"[ \t]*(?:`{0,2}|~{0,2})\Z")
+
+
+class _Fences:
+    """Follows fenced code blocks (lines starting with ```` ``` ```` or ``~~~``) through
+    text arriving in pieces, for the paragraph buffer."""
+
+    def __init__(self) -> None:
+        self.inside = False
+        self._head: Optional[str] = ""  # the current line so far, while it may be a fence
+
+    def feed(self, text: str) -> List[Tuple[int, bool]]:
+        """Where (offsets in ``text``; negative: a line that began earlier) a fence line
+        starts, with the state after it."""
+        out: List[Tuple[int, bool]] = []
+        head = self._head
+        starts = [m.end() for m in _BREAKS.finditer(text)]
+        self._head = None
+        if head is not None:
+            self._check(head + text[:16], -len(head), len(head) + len(text), out)
+        for start in starts:
+            self._check(text[start:start + 16], start, len(text) - start, out)
+        return out
+
+    def _check(self, line: str, start: int, available: int, out: List[Tuple[int, bool]]) -> None:
+        if _FENCE.match(line):
+            self.inside = not self.inside
+            out.append((start, self.inside))
+        elif available <= 16 and _FENCE_PREFIX.match(line):
+            self._head = line  # "``" may become "```"
+
+    @staticmethod
+    def inside_before(at: int, toggles: List[Tuple[int, bool]], inside: bool) -> bool:
+        """Was the text inside a code block just before offset ``at``?"""
+        for start, state in toggles:
+            if start < at:
+                inside = state
+        return inside
+
+
 class ParagraphBuffer(Buffer):
     """Releases whole paragraphs: text up to and including a blank line.
 
     A paragraph ends after the last line break of a run of whitespace holding at least
     two line breaks; indentation after it goes with the next paragraph. The end is
-    decided when the first non-whitespace character after the run arrives.
+    decided when the first non-whitespace character after the run arrives. A fenced
+    code block (from a line starting with ```` ``` ```` or ``~~~`` to the next such
+    line) is never split, whatever blank lines it holds.
     """
 
     buffer_type = BufferType.PARAGRAPH
@@ -340,6 +383,7 @@ class ParagraphBuffer(Buffer):
         self._after_reset()
 
     def _after_reset(self) -> None:
+        self._fences = _Fences()
         self._seen_text = False  # any non-whitespace since the start
         self._in_run = False  # the text so far ends in whitespace
         self._run_has_text_before = False
@@ -349,6 +393,8 @@ class ParagraphBuffer(Buffer):
 
     def _scan(self, text: str) -> List[int]:
         cuts: List[int] = []
+        was_inside = self._fences.inside
+        toggles = self._fences.feed(text)
         i = 0
         n = len(text)
         # offsets stored from earlier calls are relative to the previous text
@@ -382,7 +428,8 @@ class ParagraphBuffer(Buffer):
                     break
             # a non-whitespace character ends the run
             if self._breaks >= 2 and self._run_has_text_before:
-                cuts.append(self._last_break)
+                if not self._fences.inside_before(self._last_break, toggles, was_inside):
+                    cuts.append(self._last_break)
             self._in_run = False
             self._seen_text = True
         self._prev_len = n
