@@ -804,7 +804,7 @@ def new_buffer(buffer_type: Union[BufferType, str], **options: object) -> Buffer
     Args:
         buffer_type: a :class:`BufferType` or its value (``"word"``...).
         **options: passed to the buffer class (``threshold`` and ``counter`` for
-            token buffers, ``abbreviations`` for sentence buffers).
+            token buffers, ``language`` and ``abbreviations`` for sentence buffers).
 
     Raises:
         ConfigError: unknown buffer type, or an option the type does not take.
@@ -818,13 +818,19 @@ def new_buffer(buffer_type: Union[BufferType, str], **options: object) -> Buffer
 
 
 def new_buffer_with_token_threshold(
-    buffer_type: Union[BufferType, str], threshold: int, counter: Optional[TokenCounter] = None
+    buffer_type: Union[BufferType, str],
+    threshold: int,
+    counter: Optional[TokenCounter] = None,
+    language: Optional[str] = None,
 ) -> Buffer:
     """Create a buffer; for token buffers, with the given threshold.
 
-    The threshold is ignored for the other buffer types, as in the guide.
+    The threshold is ignored for the other buffer types, as in the guide; ``language``
+    (an ISO 639-1 code) is used by sentence buffers only.
     """
     kind = BufferType.coerce(buffer_type)
     if kind is BufferType.TOKEN:
         return TokenBuffer(threshold, counter)
+    if kind is BufferType.SENTENCE and language is not None:
+        return SentenceBuffer(language=language)
     return new_buffer(kind)

@@ -11,7 +11,7 @@ The layout::
 
 plus the other fields of :class:`StreamConfig` (``estimated_tokens``,
 ``token_buffer_threshold``, ``burst``, ``max_delay``, ``queue_size``,
-``close_timeout``). Other top-level sections of the file are left alone (the file may
+``close_timeout``, ``prefetch``, ``language``). Other top-level sections of the file are left alone (the file may
 hold an application's whole configuration), but inside ``optimization`` every key must
 be known: a misspelt key is an error, never a silent default.
 """
@@ -45,6 +45,7 @@ FILE_KEYS = (
     "queue_size",
     "close_timeout",
     "prefetch",
+    "language",
 )
 
 
