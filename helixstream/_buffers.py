@@ -529,6 +529,9 @@ class SentenceBuffer(Buffer):
                 ) from None
         self.language: str = lang.code
         self._lang = lang
+        #: When a list, every decision is appended to it as (offset, rule name, boundary)
+        #: (for tests and for finding out why text was split where it was).
+        self._trace: Optional[List[Tuple[int, str, bool]]] = None
         self._find = lang.candidates.search
         self._triggers = _CAND_CHARS | frozenset(lang.terminators)
         self._after_reset()
@@ -649,20 +652,20 @@ class SentenceBuffer(Buffer):
             return None
         base = self._base
         cur = self._kind
-        if cur == "fence_close":
-            cut = True
-        elif cur in ("code", "fence_open"):
-            cut = False
-        else:
-            breaks = run.count("\n") + run.count("\r") - run.count("\r\n")
-            cut = (
-                breaks >= 2 and 0 <= self._text_at < base + at
-                or cur in BLOCK_LINES
-                or kind in BLOCK_LINES
-                or kind == "fence"
-            )
-        if cut:
+        rule = ""
+        if cur in ("code", "fence_open", "fence_close"):
+            rule = "code-block" if cur == "fence_close" else ""  # nothing splits a block
+        elif run.count("\n") + run.count("\r") - run.count("\r\n") >= 2:
+            if 0 <= self._text_at < base + at:
+                rule = "blank-line"
+        elif cur in BLOCK_LINES or kind in BLOCK_LINES:
+            rule = "markdown-block"
+        elif kind == "fence":
+            rule = "code-block"
+        if rule:
             self._add_cut(base + nxt, cuts)
+            if self._trace is not None:
+                self._trace.append((base + nxt, rule, True))
         self._line = base + line
         self._enter_line(kind)
         return nxt
@@ -678,6 +681,8 @@ class SentenceBuffer(Buffer):
         if next_at == close and term[0] not in NOSPACE_TERMINATORS:
             # "3.14", "example.com": the rule "no-whitespace", without building a Spot
             if not glued_boundary(win, at, term, close):
+                if self._trace is not None:
+                    self._trace.append((self._base + at, "no-whitespace", False))
                 return close
         base = self._base
         unit = self._unit - base
@@ -688,9 +693,11 @@ class SentenceBuffer(Buffer):
             win, at, end, close, next_at, max(unit, at - self._KEEP + 40, 0), self._lang,
             max(self._line - base, 0),
         )
-        verdict, _ = decide(spot)
+        verdict, rule = decide(spot)
         if verdict is None:
             return None
+        if self._trace is not None:
+            self._trace.append((base + at, rule, verdict))
         if verdict:
             if " " in term and at > 0 and win[at - 1] not in _SPACES and term.count(".") >= 4:
                 self._add_cut(base + at + 2, cuts)  # "word. . . . Next": after "word. "
@@ -727,6 +734,8 @@ class SentenceBuffer(Buffer):
         start = at - len(succ)
         if start > 0 and win.startswith(succ, start) and win[start - 1] in _SPACES:
             self._add_cut(self._base + start, cuts)
+            if self._trace is not None:
+                self._trace.append((self._base + start, "inline-list", True))
 
     def _list_item(self, win: str, at: int, bullet: bool, cuts: List[int]) -> Optional[int]:
         head = self._unit_head(win, at)
@@ -735,6 +744,8 @@ class SentenceBuffer(Buffer):
         if bullet:
             if head[0] == win[at] and at > 0 and win[at - 1] in _SPACES:
                 self._add_cut(self._base + at, cuts)
+                if self._trace is not None:
+                    self._trace.append((self._base + at, "inline-list", True))
         elif head[2] == ")" and not head[0]:
             if at + 1 >= len(win):
                 return None

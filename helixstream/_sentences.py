@@ -711,7 +711,15 @@ PERIOD_RULES: List[Tuple[str, Rule]] = [
     ("period", period_ends),
 ]
 
-#: Every rule, by name (for tests and docs).
+#: Rules about lines, applied by the buffer at each line break and list marker:
+#: ``blank-line`` (a blank line ends a sentence), ``markdown-block`` (a heading, list
+#: item, table row, block quote or horizontal rule is a unit of its own),
+#: ``code-block`` (a fenced code block is one unit, never split inside) and
+#: ``inline-list`` (``1. one 2. two``: the next marker of a list that began the
+#: sentence starts a new one).
+LINE_RULES = ("blank-line", "markdown-block", "code-block", "inline-list")
+
+#: Every rule applied to a terminator, by name (for tests and docs).
 RULES: Dict[str, Rule] = dict(EARLY_RULES + NOSPACE_RULES + PERIOD_RULES)
 
 
