@@ -219,6 +219,42 @@ def speed(text: str, repeat: int = 3) -> Tuple[float, float]:
     return by_char / mb, whole / mb
 
 
+def score_set(
+    cases: List[Tuple[str, str, List[str]]], others: bool, failures: bool, tag: str
+) -> Tuple[Dict[str, Score], List[int], int]:
+    """Score ``(language, text, expected)`` cases; returns the scores by splitter, the
+    release latencies and how many results depended on the cuts."""
+    scores: Dict[str, Score] = {}
+    latencies: List[int] = []
+    cut_dependent = 0
+    splitters: Dict[str, Dict[str, Splitter]] = {}
+    for lang, text, expected in cases:
+        expected = clean(expected)
+        whole = clean(stream_units(lang, [text]))
+        chars = clean(stream_units(lang, text))
+        for seed in range(3):
+            if clean(stream_units(lang, random_cuts(text, seed))) != chars:
+                cut_dependent += 1
+        ok = scores.setdefault(NAMES[0], Score()).add(text, whole, expected)
+        scores.setdefault(NAMES[1], Score()).add(text, chars, expected)
+        latencies.extend(release_latencies(lang, text))
+        if failures and not ok:
+            print(f"[{tag}/{lang}] MISS {text!r}\n   want {expected!r}\n   got  {whole!r}")
+        if others:
+            if lang not in splitters:
+                splitters[lang] = third_party(lang)
+            for name, split in splitters[lang].items():
+                try:
+                    got = split(text)
+                except Exception:  # noqa: BLE001 - a third-party failure scores as a miss
+                    got = []
+                scores.setdefault(name, Score()).add(text, got, expected)
+    return scores, latencies, cut_dependent
+
+
+NAMES = ["helixstream whole", "helixstream streamed"]
+
+
 def main(argv: List[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lang", action="append", help="only these languages")
@@ -228,74 +264,53 @@ def main(argv: List[str]) -> int:
     args = parser.parse_args(argv)
     langs = args.lang or languages()
 
-    names = ["helixstream whole", "helixstream streamed"]
+    names = list(NAMES)
     totals: Dict[str, Score] = {}
     rows: List[Tuple[str, int, Dict[str, Score]]] = []
     latencies: List[int] = []
     cut_dependent = 0
-    for lang in langs:
-        cases = load_cases(lang)
-        scores: Dict[str, Score] = {}
-        others = third_party(lang) if args.others else {}
-        for text, expected in cases:
-            whole = clean(stream_units(lang, [text]))
-            chars = clean(stream_units(lang, text))
-            for seed in range(3):
-                if clean(stream_units(lang, random_cuts(text, seed))) != chars:
-                    cut_dependent += 1
-            ok = scores.setdefault(names[0], Score()).add(text, whole, expected)
-            scores.setdefault(names[1], Score()).add(text, chars, expected)
-            latencies.extend(release_latencies(lang, text))
-            if args.failures and not ok:
-                print(f"[{lang}] MISS {text!r}\n   want {expected!r}\n   got  {whole!r}")
-            for name, split in others.items():
-                try:
-                    got = split(text)
-                except Exception:  # noqa: BLE001 - a third-party failure scores as a miss
-                    got = []
-                scores.setdefault(name, Score()).add(text, got, expected)
-        rows.append((lang, len(cases), scores))
+    sets: List[Tuple[str, List[Tuple[str, str, List[str]]]]] = [
+        (lang, [(lang, t, e) for t, e in load_cases(lang)]) for lang in langs
+    ]
+    if LLM_DATA.exists() and not args.lang:
+        with open(LLM_DATA, encoding="utf-8") as fh:
+            passages = json.load(fh)
+        sets.append(("llm", [(p["language"], p["text"], p["expected"]) for p in passages]))
+    for tag, cases in sets:
+        scores, lat, dep = score_set(cases, args.others, args.failures, tag)
+        latencies.extend(lat)
+        cut_dependent += dep
+        rows.append((tag, len(cases), scores))
+        group = {"en": "English golden rules", "llm": "LLM-style passages"}.get(
+            tag, "22 other languages"
+        )
         for name, score in scores.items():
             if name not in names:
                 names.append(name)
-            total = totals.setdefault(name if lang == "en" else name + " (others)", Score())
+            total = totals.setdefault(f"{group}: {name}", Score())
             total.cases += score.cases
             total.exact += score.exact
             total.tp += score.tp
             total.fp += score.fp
             total.fn += score.fn
 
-    if LLM_DATA.exists() and not args.lang:
-        with open(LLM_DATA, encoding="utf-8") as fh:
-            passages = json.load(fh)
-        score_w, score_c = Score(), Score()
-        for p in passages:
-            lang = p.get("language", "en")
-            exp = clean(p["expected"])
-            score_w.add(p["text"], clean(stream_units(lang, [p["text"]])), exp)
-            score_c.add(p["text"], clean(stream_units(lang, p["text"])), exp)
-            latencies.extend(release_latencies(lang, p["text"]))
-        print(f"LLM-style passages ({score_w.cases}): whole {score_w.exact}/{score_w.cases} "
-              f"({score_w.pct:.1f}%), streamed {score_c.exact}/{score_c.cases} "
-              f"({score_c.pct:.1f}%), boundary F1 {score_c.f1:.1f}")
-
-    header = f"{'lang':<5} {'cases':>5} " + " ".join(f"{n[:22]:>22}" for n in names)
-    print("exact match % / boundary F1 per language")
+    header = f"{'set':<5} {'cases':>5} " + " ".join(f"{n[:22]:>22}" for n in names)
+    print("exact match (cases, %) and boundary F1, per language")
     print(header)
     print("-" * len(header))
-    for lang, n, scores in rows:
+    for tag, n, scores in rows:
         cells = []
         for name in names:
             s = scores.get(name)
             cells.append(f"{s.exact:>3}/{s.cases:<3} {s.pct:5.1f} {s.f1:5.1f}" if s else " " * 22)
-        print(f"{lang:<5} {n:>5} " + " ".join(f"{c:>22}" for c in cells))
+        print(f"{tag:<5} {n:>5} " + " ".join(f"{c:>22}" for c in cells))
     print()
-    for name, s in totals.items():
-        print(f"{name:<36} exact {s.exact}/{s.cases} = {s.pct:.1f}%  boundary F1 {s.f1:.1f}")
-    macro = [s.pct for lang, _, sc in rows if lang != "en" for k, s in sc.items()
-             if k == names[1]]
+    for name, s in sorted(totals.items()):
+        print(f"{name:<58} exact {s.exact:>3}/{s.cases:<3} = {s.pct:5.1f}%  "
+              f"boundary F1 {s.f1:5.1f}")
+    macro = [sc[NAMES[1]].pct for tag, _, sc in rows if tag not in ("en", "llm")]
     if macro:
-        print(f"helixstream streamed, mean of the per-language % (others): "
+        print(f"helixstream streamed, mean of the per-language % (22 other languages): "
               f"{statistics.mean(macro):.1f}%")
     print(f"cut-dependent results (3 random cuttings per case): {cut_dependent}")
     if latencies:

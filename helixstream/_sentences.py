@@ -344,6 +344,16 @@ class Spot:
             out.append(normalize(joined.lstrip(OPENERS)))
         return out
 
+    def previous_is_numeric(self) -> bool:
+        """The word before this one is an abbreviation that comes before numbers."""
+        start = self.word_start()
+        m = _WORD_BEFORE.search(self.text, max(self.unit, start - 41), max(start - 1, 0))
+        if m is None or start == 0 or self.text[start - 1] not in _WS_SET:
+            return False
+        key = normalize(m.group())
+        suffixes = self.lang.suffixes["numeric"]
+        return key in self.lang.numeric or bool(suffixes) and key.endswith(suffixes)
+
     def at_unit_start(self) -> bool:
         """Only bullets or markdown marks come before the word in its sentence or line
         (looking back at most 12 characters)."""
@@ -645,12 +655,15 @@ def list_marker(s: Spot) -> Any:
 
 def ordinal(s: Spot) -> Any:
     """Where ``5.`` is an ordinal (``am 31. Dezember``, ``XII. Pluku``), a number ends a
-    sentence only before a word that starts one."""
+    sentence only before a word that starts one; not after ``Nr.`` or ``Hauptstr.``
+    (``Hauptstr. 12. Fragen Sie``), where it is a plain number."""
     if not s.lang.ordinals:
         return PASS
     word = s.word
     if not (word.isdigit() and len(word) <= 3 or _ROMAN.fullmatch(word)):
         return PASS
+    if s.previous_is_numeric():
+        return PASS  # "Hauptstr. 12. Fragen": a number after "Nr.", "S.", "Str." counts
     nxt_word = s.next_word()
     if nxt_word is None:
         return None

@@ -126,6 +126,7 @@ RULE_CASES: List[Tuple[str, str, str, List[str]]] = [
     ("ordinal", "de", "Wir feiern am 31. Dezember. Dann ist Schluss.", ["Wir feiern am 31. Dezember. ", "Dann ist Schluss."]),
     ("ordinal", "sk", "Ide o príslušníkov XII. Pluku špeciálneho určenia.", ["Ide o príslušníkov XII. Pluku špeciálneho určenia."]),
     ("ordinal", "de", "Er wurde 3. Dann ging er.", ["Er wurde 3. ", "Dann ging er."]),
+    ("period", "de", "Er wohnt in der Hauptstr. 12. Fragen Sie ihn!", ["Er wohnt in der Hauptstr. 12. ", "Fragen Sie ihn!"]),
     ("initial", "en", "My name is Jonas E. Smith.", ["My name is Jonas E. Smith."]),
     ("initial", "en", "It was written by J. K. Rowling. Yes.", ["It was written by J. K. Rowling. ", "Yes."]),
     ("initial", "en", "We chose plan B. Then we left.", ["We chose plan B. ", "Then we left."]),
