@@ -392,3 +392,15 @@ def test_paragraph_units_are_lossless_and_cut_independent_with_code_fences(
     assert "".join(got) == text
     assert got == paragraphs([text] if text else [])
     assert got == paragraphs(list(text))
+
+
+def test_llm_style_passages() -> None:
+    """Markdown, code, URLs, numbers, quotes, CJK and other languages, as chat answers."""
+    with open(Path(__file__).parent / "data" / "llm_passages.json", encoding="utf-8") as fh:
+        passages = json.load(fh)
+    right = 0
+    for p in passages:
+        results = [sentences(p["text"], pieces, p["language"]) for pieces in cuttings(p["text"])]
+        assert all(r == results[0] for r in results), "units depend on the cuts"
+        right += results[0] == p["expected"]
+    assert right >= 0.9 * len(passages)
