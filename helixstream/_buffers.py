@@ -340,8 +340,10 @@ class _Fences:
     def feed(self, text: str) -> List[Tuple[int, bool]]:
         """Where (offsets in ``text``; negative: a line that began earlier) a fence line
         starts, with the state after it."""
-        out: List[Tuple[int, bool]] = []
         head = self._head
+        if head is None and "\n" not in text and "\r" not in text:
+            return []  # the usual case: no line starts here
+        out: List[Tuple[int, bool]] = []
         starts = [m.end() for m in _BREAKS.finditer(text)]
         self._head = None
         if head is not None:
@@ -546,6 +548,10 @@ class SentenceBuffer(Buffer):
         self._head: Optional[Tuple[str, str, str]] = None  # its list marker, once trimmed
         self._head_known = False
         self._line = 0  # where the current line starts
+        # Waiting for the first non-space character after a candidate: whitespace
+        # arriving meanwhile cannot decide anything and is set aside in _ws_tail.
+        self._wait_ws = False
+        self._ws_tail: List[str] = []
 
     def _after_reset(self) -> None:
         self._after_flush()
@@ -557,10 +563,18 @@ class SentenceBuffer(Buffer):
     def _scan(self, text: str) -> List[int]:
         start = self._total
         self._total = total = start + len(text)
-        if self._text_at < 0:
-            m = _NON_WS.search(text)
-            if m is not None:
-                self._text_at = start + m.start()
+        m = _NON_WS.search(text)
+        if self._wait_ws:
+            if m is None:
+                # still waiting for the end of a run of whitespace: set it aside, so
+                # that a long run costs linear time
+                self._ws_tail.append(text)
+                return []
+            self._win += "".join(self._ws_tail)
+            self._ws_tail = []
+            self._wait_ws = False
+        if self._text_at < 0 and m is not None:
+            self._text_at = start + m.start()
         self._win += text
         if self._scan_at == start and self._kind is not None:
             if len(text) == 1:
@@ -642,6 +656,7 @@ class SentenceBuffer(Buffer):
         a code block, and before a block line or a code block."""
         m = _NON_WS.search(win, at)
         if m is None:
+            self._wait_ws = True
             return None
         nxt = m.start()
         run = win[at:nxt]
@@ -677,6 +692,7 @@ class SentenceBuffer(Buffer):
             return None  # ". ." may be the start of ". . ."
         close, next_at = spot_end(win, end)
         if next_at < 0:
+            self._wait_ws = True  # only whitespace (if anything) after the closers
             return None
         if next_at == close and term[0] not in NOSPACE_TERMINATORS:
             # "3.14", "example.com": the rule "no-whitespace", without building a Spot
