@@ -62,6 +62,7 @@ OPENERS = (
     "\u3008\u300a\u3016\u3018\u301a\u301d\uff08\uff3b\uff5b\uff62"
 )
 _CLOSING_QUOTES = "\"')]}\u201d\u2019\u00bb\u203a\u201c"
+_WS_CHARS = "".join(c for c in map(chr, range(0x3001)) if re.fullmatch(f"[{_WS}]", c))
 _DASHES = "-\u2013\u2014\u2012\u2015"
 #: Bullets that start the items of a list written on one line ("• 9. one • 10. two").
 BULLETS = "\u2022\u2043"
@@ -87,6 +88,7 @@ _PAIRS: Dict[str, str] = {
     "\uff08": "\uff09",  # （ ）
     '"': '"',
 }
+_OPENS_QUOTE = frozenset(_WS_CHARS + "([{\u2014\u2013-/:")
 _QUOTE_CHARS = re.compile("[" + re.escape("".join(_PAIRS) + "".join(_PAIRS.values())) + "]")
 #: How far back (characters, within the sentence) an open quote keeps a terminator
 #: inside it from ending the sentence.
@@ -344,6 +346,14 @@ class Spot:
             out.append(normalize(joined.lstrip(OPENERS)))
         return out
 
+    def previous_is_number(self) -> bool:
+        """The word before this one ends with a digit ("5 ft", "3.5 in")."""
+        start = self.word_start()
+        k = start - 1
+        while k > max(self.unit, start - 4) and self.text[k] in _WS_SET:
+            k -= 1
+        return k < start - 1 and self.text[k].isdigit()
+
     def previous_is_numeric(self) -> bool:
         """The word before this one is an abbreviation that comes before numbers."""
         start = self.word_start()
@@ -368,8 +378,18 @@ class Spot:
         punctuation after the terminator does not close."""
         lo = max(self.unit, self.at - QUOTE_REACH)
         stack: List[str] = []
-        for q in _QUOTE_CHARS.findall(self.text, lo, self.at):
-            if stack and q in _PAIRS[stack[-1]]:
+        text = self.text
+        for m in _QUOTE_CHARS.finditer(text, lo, self.at):
+            q = m.group()
+            if q == '"':
+                # straight quotes: one that starts a word opens, any other closes
+                # (so the inch mark of 15" opens nothing)
+                i = m.start()
+                if i == 0 or text[i - 1] in _OPENS_QUOTE:
+                    stack.append(q)
+                elif stack and stack[-1] == q:
+                    stack.pop()
+            elif stack and q in _PAIRS[stack[-1]]:
                 stack.pop()
             elif q in _PAIRS:
                 stack.append(q)
@@ -605,9 +625,10 @@ def continuing(s: Spot) -> Any:
 
 
 def lowercase_next(s: Spot) -> Any:
-    """Before a lowercase (or uncased) letter a sentence goes on after an abbreviation,
-    an acronym, a number or a single letter (``etc. are``, ``U.S.A. today``, ``5th st.
-    near``), and ends after a plain word (``that should work. let me know``)."""
+    """Before a lowercase (or uncased) letter a sentence goes on after an abbreviation
+    (a lowercase unit only after a number), an acronym, a number, a single letter or a closing
+    quote or bracket (``etc. are``, ``U.S.A. today``, ``5 ft. tall``, ``"Great." she
+    said``), and ends after a plain word (``that should work. let me know``)."""
     nxt = s.next_char()
     if nxt is None:
         return None
@@ -616,13 +637,12 @@ def lowercase_next(s: Spot) -> Any:
     if any(c in _CLOSING_QUOTES for c in s.text[s.end:s.close]):
         return False  # '"This is great." she said', '(… an engineer.) at the'
     word = s.word.strip(CLOSERS + OPENERS)
-    if (
-        len(word) < 2
-        or not is_plain_word(word)
-        or s.key in s.lang.all_abbreviations
-        or any(k in s.lang.all_abbreviations for k in s.compound_keys())
-    ):
+    if len(word) < 2 or not is_plain_word(word) or s.is_a("title") or s.is_a("continuing"):
         return False
+    if s.is_a("ending") or any(k in s.lang.all_abbreviations for k in s.compound_keys()):
+        return False
+    if s.is_a("numeric") and (word[0].isupper() or s.previous_is_number()):
+        return False  # "Nov. de 2014", "5 ft. tall"; but "I logged in. then it crashed"
     return True
 
 

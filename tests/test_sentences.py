@@ -139,6 +139,9 @@ RULE_CASES: List[Tuple[str, str, str, List[str]]] = [
     ("ending-abbreviation", "en", "They closed the deal with Pitt, Briggs & Co. It closed yesterday.", ["They closed the deal with Pitt, Briggs & Co. ", "It closed yesterday."]),
     ("ending-abbreviation", "en", "We ate apples, pears, etc. Then we left.", ["We ate apples, pears, etc. ", "Then we left."]),
     ("period", "en", "Hello world. How are you?", ["Hello world. ", "How are you?"]),
+    ("period", "en", 'The screen is 15" wide. It is big.', ['The screen is 15" wide. ', "It is big."]),
+    ("lowercase-next", "en", "i logged in. then it crashed", ["i logged in. ", "then it crashed"]),
+    ("lowercase-next", "en", "He is 5 ft. tall and 3 in. wide.", ["He is 5 ft. tall and 3 in. wide."]),
     ("period", "en", "It was above 100 ms. Beyond that, fine.", ["It was above 100 ms. ", "Beyond that, fine."]),
     ("period", "de", "„Ich habe keine Zeit“, sagte sie: „Und keine Lust.“ Wir haben 1.000.000 Euro.", ["„Ich habe keine Zeit“, sagte sie: „Und keine Lust.“ ", "Wir haben 1.000.000 Euro."]),
     # rules about lines
