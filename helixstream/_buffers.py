@@ -25,7 +25,6 @@ from ._sentences import (
     QUOTE_REACH,
     SHARED_TERMINATORS,
     Spot,
-    available_languages,
     decide,
     glued_boundary,
     line_kind,

@@ -97,8 +97,6 @@ QUOTE_REACH = 240
 _WORD_BEFORE = re.compile(rf"[^{_WS}]{{1,40}}\Z")
 _TOKENS_BEFORE = re.compile(rf"(?:[^{_WS}]{{1,8}}[{_WS}]){{1,2}}\Z")
 _WORD_AFTER = re.compile(r"[^\W_]{1,24}")
-_NUMBER = re.compile(r"[0-9]{1,3}\Z")
-_DIGITS = re.compile(r"[0-9]")
 _ROMAN = re.compile(r"(?=[MDCLXVI]{2})M{0,3}(?:CM|CD|D?C{0,3})(?:XC|XL|L?X{0,3})(?:IX|IV|V?I{0,3})")
 _ACRONYM = re.compile(r"(?:[^\W\d_]{1,2}\.)+[^\W\d_]{1,2}")
 # A list marker: a number, a letter, or a roman numeral up to 39 written in one case.
@@ -261,7 +259,7 @@ _CLOSE_RUN = re.compile(
     rf"(?:[{re.escape(CLOSERS)}]|[ \u00a0\u202f](?=[\u00bb\u203a])){{0,16}}"
 )
 _NON_WS = re.compile(f"[^{_WS}]")
-_WS_SET = frozenset(c for c in map(chr, range(0x3001)) if re.fullmatch(f"[{_WS}]", c))
+_WS_SET = frozenset(_WS_CHARS)
 _MAYBE_SPACED = re.compile(r"(?:[ ]\.){0,3}[ ]?\Z")
 
 
@@ -795,7 +793,8 @@ _LINE_KIND = re.compile(
     r"|(?P<table>\|)"
     r"|(?P<quote>>)"
     r"|(?P<rule>(?:[-*_][ \t]*){3,}(?=[\r\n]))"
-    rf"|(?P<list>(?:[-*+{BULLETS}\u2023\u25aa\u25e6]|\d{{1,9}}[.)]|[A-Za-z][.)]|[ivxIVX]{{1,4}}[.)])[ \t])"
+    rf"|(?P<list>(?:[-*+{BULLETS}\u2023\u25aa\u25e6]|\d{{1,9}}[.)]|[A-Za-z][.)]"
+    r"|[ivxIVX]{1,4}[.)])[ \t])"
     r")"
 )
 # What may still become one of those once more of the line arrives.
