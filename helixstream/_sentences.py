@@ -775,6 +775,8 @@ def spot_end(text: str, end: int) -> Tuple[int, int]:
     """Where the closing punctuation after a run ends, and the next non-space
     character (``-1`` when it has not arrived)."""
     close = _CLOSE_RUN.match(text, end).end()  # type: ignore[union-attr]
+    if close + 1 == len(text) and text[close] in " \u00a0\u202f":
+        return close, -1  # "! " may become "! »"
     m = _NON_WS.search(text, close)
     return close, (m.start() if m else -1)
 

@@ -345,7 +345,7 @@ FRAGMENTS = [
     "J.", "Л.", "1.)", "2)", "a.", "\u2022", "\u2043", ". . .", "[...]", "...", "…",
     "Hello", "world", "the", "How", "Juni", "yeah", "ok", "Толстой", "你", "好",
     ".", "!", "?", ";", ":", "。", "！", "？", "」", "「", "と", "؟", "۔", "।", "။", "։", "።",
-    '"', "„", "“", "”", "«", "»", "(", ")", "*", "`",
+    '"', "„", "“", "”", "«", "»", " »", "\u00a0»", "(", ")", "*", "`",
     " ", "  ", "\n", "\n\n", "\r\n", "\r", "\t", "\u00a0", "\u202f",
     "```", "~~~", "## ", "# ", "- ", "* ", "| ", "> ", "1. ", "---",
 ]
@@ -407,3 +407,18 @@ def test_llm_style_passages() -> None:
         assert all(r == results[0] for r in results), "units depend on the cuts"
         right += results[0] == p["expected"]
     assert right >= 0.9 * len(passages)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_long_texts_give_the_same_units_however_cut(seed: int) -> None:
+    """Texts of thousands of characters: the buffer drops text it has decided from
+    its window, and must decide the same way whole, by character and in random cuts."""
+    rng = random.Random(seed)
+    pieces = FRAGMENTS + ["x" * 50, " " * 30, "word " * 20, "\n" * 5, '"' + "q " * 60]
+    text = "".join(rng.choice(pieces) for _ in range(rng.randint(200, 900)))
+    language = rng.choice(["en", "de", "ru", "ja", "hy", "es"])
+    whole, _ = units(text, [text], language)
+    assert "".join(whole) == text
+    assert units(text, list(text), language)[0] == whole
+    bounds = sorted({0, len(text), *(rng.randrange(1, len(text)) for _ in range(len(text) // 3))})
+    assert units(text, [text[a:b] for a, b in zip(bounds, bounds[1:])], language)[0] == whole
