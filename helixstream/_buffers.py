@@ -538,7 +538,9 @@ class SentenceBuffer(Buffer):
         self._after_reset()
 
     def _after_flush(self) -> None:
-        # Offsets are absolute (from the start of the stream, or the last flush).
+        # Offsets are absolute (from the start of the stream, or the last flush). What
+        # is known about the current line (markdown kind, code fence) is kept: a flush
+        # by ``max_delay`` may come in the middle of a code block.
         self._win = ""  # the text from offset _base on
         self._base = 0
         self._total = 0  # characters seen
@@ -551,12 +553,12 @@ class SentenceBuffer(Buffer):
         # arriving meanwhile cannot decide anything and is set aside in _ws_tail.
         self._wait_ws = False
         self._ws_tail: List[str] = []
+        self._text_at = -1  # offset of the first non-space character (-1: none yet)
 
     def _after_reset(self) -> None:
         self._after_flush()
         self._kind: Optional[str] = None  # the current line's kind, None until known
         self._fence = False  # inside a fenced code block
-        self._text_at = -1  # offset of the first non-space character (-1: none yet)
 
     # scanning ------------------------------------------------------------------------
     def _scan(self, text: str) -> List[int]:

@@ -422,3 +422,12 @@ def test_long_texts_give_the_same_units_however_cut(seed: int) -> None:
     assert units(text, list(text), language)[0] == whole
     bounds = sorted({0, len(text), *(rng.randrange(1, len(text)) for _ in range(len(text) // 3))})
     assert units(text, [text[a:b] for a, b in zip(bounds, bounds[1:])], language)[0] == whole
+
+
+def test_a_flush_in_the_middle_keeps_code_blocks_and_blank_lines_working() -> None:
+    """``max_delay`` flushes a buffer mid-stream; what follows is still segmented."""
+    buf = hs.new_buffer("sentence")
+    assert buf.add("Intro text here.\n```py\nx = 1. Y\n") == ["Intro text here.\n"]
+    assert buf.flush() == "```py\nx = 1. Y\n"  # released by max_delay
+    assert buf.add("y = 2. Z\n```\nAfter. Done\n\nNext") == ["y = 2. Z\n```\n", "After. ", "Done\n\n"]
+    assert buf.flush() == "Next"
