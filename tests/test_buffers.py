@@ -545,6 +545,10 @@ PARAGRAPH_CASES = [
     ("trailing-blank-line-flushed", "one\n\ntwo\n\n", ["one\n\n", "two\n\n"]),
     ("multi-line-paragraphs", "l1\nl2\n\nl3\nl4", ["l1\nl2\n\n", "l3\nl4"]),
     ("spaces-before-blank-line", "a  \n\nb", ["a  \n\n", "b"]),
+    ("code-fence-with-blank-lines-is-one-paragraph", "Intro\n\n```py\na = 1\n\n\nb = 2\n```\n\nAfter", ["Intro\n\n", "```py\na = 1\n\n\nb = 2\n```\n\n", "After"]),
+    ("tilde-fence", "~~~\nx\n\ny\n~~~\n\nz", ["~~~\nx\n\ny\n~~~\n\n", "z"]),
+    ("indented-fence", "  ```\nx\n\ny\n  ```\n\nz", ["  ```\nx\n\ny\n  ```\n\n", "z"]),
+    ("two-backticks-are-not-a-fence", "``\nx\n\ny", ["``\nx\n\n", "y"]),
 ]
 
 

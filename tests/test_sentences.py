@@ -383,6 +383,18 @@ def test_sentence_units_are_lossless_and_cut_independent_in_every_language(
     assert got == units(text, list(text), language)[0]
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@settings(
+    max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(cut_texts())
+def test_sentence_units_are_lossless_and_cut_independent_in_every_language_slow(
+    case: Tuple[str, List[str], str]
+) -> None:
+    test_sentence_units_are_lossless_and_cut_independent_in_every_language.hypothesis.inner_test(case)  # type: ignore[attr-defined]
+
+
 @FAST
 @given(cut_texts())
 def test_paragraph_units_are_lossless_and_cut_independent_with_code_fences(
