@@ -369,7 +369,7 @@ class Spot:
         start = self.word_start()
         if lo < start - 12:
             return False
-        return not self.text[lo:start].strip(_WS + _BULLET_LIKE)
+        return not self.text[lo:start].strip(_WS_CHARS + _BULLET_LIKE)
 
     def inside_quote(self) -> bool:
         """An open quote (within :data:`QUOTE_REACH`, in this sentence) that the closing
@@ -549,7 +549,7 @@ def spaced_ellipsis(s: Spot) -> Any:
     nxt = s.next_char()
     if nxt is None:
         return None
-    attached = s.at > 0 and s.text[s.at - 1] not in _WS
+    attached = s.at > 0 and s.text[s.at - 1] not in _WS_SET
     dots = s.term.count(".")
     if not attached and dots < 4:
         return False
