@@ -11,9 +11,27 @@ from __future__ import annotations
 
 import enum
 import re
-from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import (
+    Any, Callable, Dict, FrozenSet, Iterable, Iterator, List, Mapping, Optional, Tuple, Union,
+)
 
 from ._errors import ConfigError
+from ._sentences import (
+    ABBREVIATION_KINDS,
+    BLOCK_LINES,
+    BULLETS,
+    HEAD_MARKER,
+    NOSPACE_TERMINATORS,
+    QUOTE_REACH,
+    SHARED_TERMINATORS,
+    Spot,
+    decide,
+    glued_boundary,
+    line_kind,
+    load_language,
+    maybe_longer,
+    spot_end,
+)
 from ._tokens import TokenCounter, estimate_tokens
 
 __all__ = [
@@ -306,12 +324,57 @@ class LineBuffer(_RegexBuffer):
     _context = 1
 
 
+_FENCE = re.compile(r"[ \t]*(?:```|~~~)")
+_FENCE_PREFIX = re.compile(r"[ \t]*(?:`{0,2}|~{0,2})\Z")
+
+
+class _Fences:
+    """Follows fenced code blocks (lines starting with ```` ``` ```` or ``~~~``) through
+    text arriving in pieces, for the paragraph buffer."""
+
+    def __init__(self) -> None:
+        self.inside = False
+        self._head: Optional[str] = ""  # the current line so far, while it may be a fence
+
+    def feed(self, text: str) -> List[Tuple[int, bool]]:
+        """Where (offsets in ``text``; negative: a line that began earlier) a fence line
+        starts, with the state after it."""
+        head = self._head
+        if head is None and "\n" not in text and "\r" not in text:
+            return []  # the usual case: no line starts here
+        out: List[Tuple[int, bool]] = []
+        starts = [m.end() for m in _BREAKS.finditer(text)]
+        self._head = None
+        if head is not None:
+            self._check(head + text[:16], -len(head), len(head) + len(text), out)
+        for start in starts:
+            self._check(text[start:start + 16], start, len(text) - start, out)
+        return out
+
+    def _check(self, line: str, start: int, available: int, out: List[Tuple[int, bool]]) -> None:
+        if _FENCE.match(line):
+            self.inside = not self.inside
+            out.append((start, self.inside))
+        elif available <= 16 and _FENCE_PREFIX.match(line):
+            self._head = line  # "``" may become "```"
+
+    @staticmethod
+    def inside_before(at: int, toggles: List[Tuple[int, bool]], inside: bool) -> bool:
+        """Was the text inside a code block just before offset ``at``?"""
+        for start, state in toggles:
+            if start < at:
+                inside = state
+        return inside
+
+
 class ParagraphBuffer(Buffer):
     """Releases whole paragraphs: text up to and including a blank line.
 
     A paragraph ends after the last line break of a run of whitespace holding at least
     two line breaks; indentation after it goes with the next paragraph. The end is
-    decided when the first non-whitespace character after the run arrives.
+    decided when the first non-whitespace character after the run arrives. A fenced
+    code block (from a line starting with ```` ``` ```` or ``~~~`` to the next such
+    line) is never split, whatever blank lines it holds.
     """
 
     buffer_type = BufferType.PARAGRAPH
@@ -321,6 +384,7 @@ class ParagraphBuffer(Buffer):
         self._after_reset()
 
     def _after_reset(self) -> None:
+        self._fences = _Fences()
         self._seen_text = False  # any non-whitespace since the start
         self._in_run = False  # the text so far ends in whitespace
         self._run_has_text_before = False
@@ -330,6 +394,8 @@ class ParagraphBuffer(Buffer):
 
     def _scan(self, text: str) -> List[int]:
         cuts: List[int] = []
+        was_inside = self._fences.inside
+        toggles = self._fences.feed(text)
         i = 0
         n = len(text)
         # offsets stored from earlier calls are relative to the previous text
@@ -363,7 +429,8 @@ class ParagraphBuffer(Buffer):
                     break
             # a non-whitespace character ends the run
             if self._breaks >= 2 and self._run_has_text_before:
-                cuts.append(self._last_break)
+                if not self._fences.inside_before(self._last_break, toggles, was_inside):
+                    cuts.append(self._last_break)
             self._in_run = False
             self._seen_text = True
         self._prev_len = n
@@ -372,325 +439,336 @@ class ParagraphBuffer(Buffer):
     _prev_len = 0
 
 
-_CLOSE_PUNCT = ")]}\"'\u201d\u2019\u00bb\u203a\u300d\u300f\u3011\u3015\u3009\u300b\uff09\uff1e*_`>"
+class _DefaultAbbreviations(Mapping[str, FrozenSet[str]]):
+    """English's abbreviations by kind, read from its data file on first use."""
 
-#: Abbreviations the sentence buffer knows, by the rule that applies to them.
-DEFAULT_ABBREVIATIONS: Dict[str, FrozenSet[str]] = {
-    # Titles come before a name: never the end of a sentence.
-    "title": frozenset(
-        "mr mrs ms mx dr prof rev fr sr sra srta hon gen col capt cpt lt sgt maj cmdr adm "
-        "gov sen rep pres supt insp messrs mme mlle mt st".split()
-    ),
-    # Latin and reference abbreviations that are followed by more of the sentence.
-    "continuing": frozenset(
-        "e.g eg i.e ie cf viz vs v approx ca incl esp resp w.r.t a.k.a aka".split()
-    ),
-    # Abbreviations that come before a number: months, units, references.
-    "numeric": frozenset(
-        "jan feb mar apr jun jul aug sep sept oct nov dec no nos nr fig figs vol vols "
-        "p pp ch chap sec sect art arts eq eqs ref refs ed eds ver vers op pt pts par para "
-        "approx ca est min max avg tel ph ext oz lb lbs ft in yd mi km cm mm kg mg hr hrs "
-        "sec secs gal qt pt sq cu deg mo".split()
-    ),
-}
+    def _sets(self) -> Dict[str, FrozenSet[str]]:
+        lang = load_language("en")
+        return {kind: getattr(lang, kind) for kind in ABBREVIATION_KINDS}
 
-# Runs of terminators and of closing punctuation are matched in bounded pieces, so that
-# re-reading a run that may still grow costs a bounded time (a longer run is read as
-# several terminators, only the last of which can end a sentence).
-_TERM = re.compile(
-    r"(?P<term>\.{2,16}|\u2026{1,16}|[.!?\u203d][.!?\u203d\u2026]{0,15}"
-    r"|[\u3002\uff01\uff1f\uff61][\u3002\uff01\uff1f\uff61!?]{0,15})"
-    rf"(?P<close>[{re.escape(_CLOSE_PUNCT)}]{{0,16}})"
-    rf"(?P<ws>[{_WS}]*)"
-    rf"|(?P<para>{_ONE_BREAK}(?:[{_WS_NOBR}]*{_ONE_BREAK})+[{_WS}]*)"
-)
-_OPEN_BREAK = re.compile(rf"{_LINE_BREAK}[{_WS_NOBR}]*\Z")
-_WORD_BEFORE = re.compile(rf"[^{_WS}]{{1,32}}\Z")
-_WORD_AND_SPACE_BEFORE = re.compile(rf"([^{_WS}]{{1,32}})[{_WS}]+\Z")
-# A list marker: a number, a letter, or a roman numeral up to 39 written in one case.
-_LIST_MARKER = re.compile(
-    r"(?:\d{1,3}|[A-Za-z]|x{0,3}(?:ix|iv|v?i{0,3})|X{0,3}(?:IX|IV|V?I{0,3}))\Z"
-)
-_INITIAL = re.compile(r"[A-Z]\Z")
-_LEADING_WS = re.compile(rf"[{_WS}]*")
-_NON_WS = re.compile(rf"[^{_WS}]")
-_IS_WS = re.compile(rf"[{_WS}]")
-# Opening quotes and brackets skipped to find the first letter of the next sentence
-# (not "`" and "<": code after a sentence usually starts in lowercase).
-_SKIP_OPEN = "\"'([{\u201c\u2018\u201e\u00ab\u2039\u00bf\u00a1*_" + _CJK_OPEN
-_MAX_OPEN = 4  # at most this many are skipped
-_LOOKAHEAD = _MAX_OPEN + 2  # characters after the spaces a decision may need
+    def __getitem__(self, key: str) -> FrozenSet[str]:
+        return self._sets()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(ABBREVIATION_KINDS)
+
+    def __len__(self) -> int:
+        return len(ABBREVIATION_KINDS)
+
+    def __repr__(self) -> str:
+        return f"DEFAULT_ABBREVIATIONS({self._sets()!r})"
 
 
-def _count_breaks(ws: str, after_cr: bool) -> int:
-    n = len(_BREAKS.findall(ws))
-    if after_cr and ws[:1] == "\n":
-        n -= 1
-    return n
+#: The abbreviations the English sentence buffer knows, by kind (see
+#: ``helixstream/data/sentence/en.yaml``).
+DEFAULT_ABBREVIATIONS: Mapping[str, FrozenSet[str]] = _DefaultAbbreviations()
 
 
-def _abbreviation_set(abbreviations: Any, rule: str) -> FrozenSet[str]:
-    words = abbreviations.get(rule, ())
-    if isinstance(words, str) or not all(isinstance(w, str) for w in words):
-        raise TypeError(f"abbreviations[{rule!r}] must be a set of strings (got {words!r})")
-    return frozenset(w.strip().lower().rstrip(".") for w in words)
+def _check_abbreviations(abbreviations: Any) -> Dict[str, List[str]]:
+    if not isinstance(abbreviations, Mapping):
+        raise TypeError("not a mapping")
+    out: Dict[str, List[str]] = {}
+    for kind in ABBREVIATION_KINDS:
+        words = abbreviations.get(kind, ())
+        if isinstance(words, str) or not all(isinstance(w, str) for w in words):
+            raise TypeError(f"abbreviations[{kind!r}] must be a set of strings (got {words!r})")
+        out[kind] = list(words)
+    return out
+
+
+_NON_WS = re.compile(f"[^{_WS}]")
+_CAND_CHARS = frozenset("\r\n.!?)\u2026" + NOSPACE_TERMINATORS + SHARED_TERMINATORS + BULLETS)
+_NOT_TEXT = frozenset(("code", "fence_open", "fence_close", "heading", "table"))
 
 
 class SentenceBuffer(Buffer):
     """Releases whole sentences, each with the whitespace after it.
 
-    A sentence ends at ``.``, ``!``, ``?``, ``…`` or a run of them, with any closing
-    quotes or brackets after it, followed by whitespace; or at ``。``, ``！``, ``？``
-    (no whitespace needed, closing brackets such as ``」`` stay with the sentence); or
-    at a blank line, whatever comes before it. The decision waits for the first letter
-    of the next word (opening quotes and brackets before it are skipped), so the buffer
-    never guesses:
-
-    * after ``!`` or ``?`` the sentence ends unless a lowercase letter comes next
-      (``"Wow!" he said``); after ``...`` or ``…`` it ends only before a capital;
-    * after ``.``, a lowercase letter next means the sentence goes on (``e.g. this``,
-      ``U.S.A. today``, ``etc. are``);
-    * a title (``Dr.``, ``Mr.``, ``St.``) and a Latin abbreviation (``e.g.``, ``i.e.``,
-      ``cf.``, ``vs.``) never end a sentence, whatever follows; ``etc.`` is not one of
-      them, so ``etc. Then`` ends a sentence;
-    * an abbreviation that comes before a number (months, units, references:
-      ``Jan. 5``, ``Fig. 3``, ``5 ft. 3 in.``, ``No. 7``) does not end a sentence before
-      a digit on the same line, and does before a capital (``It was Jan. Then...``) or
-      a numbered list on the next line (``It takes 5 min.\n2. Next``);
-    * a list marker at the start of a line or sentence (``1.``, ``a.``, ``IV.``) does
-      not end one;
-    * a single capital letter is an initial, not an end, after a capitalised word or
-      another initial (``John F. Kennedy``, ``Mr. J. R. R. Tolkien``) and when another
-      initial follows (``by J. K. Rowling``); after a lowercase word and before a
-      capitalised word it ends the sentence (``plan B. Then``, so also ``by J. Smith``);
-    * any other word, dotted acronyms included, ends the sentence before a capital:
-      ``the U.S. He left`` and also ``the U.S. Army`` (the text alone cannot tell them
-      apart); a period with no whitespace after it never does (``3.14``,
-      ``example.com``), nor does one followed by a no-break space.
+    A sentence ends at a terminator (``.``, ``!``, ``?``, ``…``, a run of them, and the
+    terminators of other scripts such as ``。`` ``؟`` ``।``) with any closing quotes or
+    brackets after it; at a blank line; and around markdown blocks: a heading, a list
+    item, a table row, a block-quote line and a whole fenced code block are units of
+    their own, and nothing inside a code fence ends one. Whether a terminator ends a
+    sentence is decided by a table of named rules (``helixstream/_sentences.py``,
+    described in ``docs/guide.md``) from the words around it: abbreviations, initials,
+    acronyms, ordinals, lists, quotations, the case of the next word. The decision
+    waits until the text it needs has arrived (usually the first letter of the next
+    word), so it never guesses and never depends on how the input was cut.
 
     Args:
-        abbreviations: replaces :data:`DEFAULT_ABBREVIATIONS` (a mapping with keys
-            ``"title"``, ``"continuing"`` and ``"numeric"``, each a set of
-            abbreviations; case and a final period are ignored).
+        abbreviations: replaces the language's abbreviations: a mapping with the keys
+            ``"title"``, ``"continuing"``, ``"numeric"`` and ``"ending"``, each a set of
+            abbreviations (case and a final period are ignored; missing keys are empty).
+        language: ISO 639-1 code of the text's language (``"en"``); its abbreviations,
+            terminators and sentence starters come from
+            ``helixstream/data/sentence/<code>.yaml``. CJK terminators work in every
+            language.
+
+    Raises:
+        ConfigError: an unknown language or malformed abbreviations.
     """
 
     buffer_type = BufferType.SENTENCE
-    _CTX = 160  # characters of the current sentence kept for look-behind
-    _LOOKBEHIND = 128  # at least what _describe reads before a terminator (99)
+    #: Characters of text kept before the first undecided candidate: every rule looks
+    #: back at most this far (quotations: ``QUOTE_REACH``).
+    _KEEP = QUOTE_REACH + 80
 
-    def __init__(self, abbreviations: Optional[Mapping[str, Iterable[str]]] = None) -> None:
+    def __init__(
+        self,
+        abbreviations: Optional[Mapping[str, Iterable[str]]] = None,
+        language: str = "en",
+    ) -> None:
         super().__init__()
-        abbr: Any = DEFAULT_ABBREVIATIONS if abbreviations is None else abbreviations
-        try:
-            self._titles = _abbreviation_set(abbr, "title")
-            self._continuing = _abbreviation_set(abbr, "continuing")
-            self._numeric = _abbreviation_set(abbr, "numeric")
-        except (AttributeError, TypeError) as exc:
-            raise ConfigError(
-                "'abbreviations' must be a mapping of 'title', 'continuing' and 'numeric' "
-                f"to sets of strings (got {abbreviations!r}: {exc})"
-            ) from None
+        lang = load_language(language)
+        if abbreviations is not None:
+            try:
+                lang = lang.with_abbreviations(_check_abbreviations(abbreviations))
+            except (AttributeError, TypeError) as exc:
+                raise ConfigError(
+                    "'abbreviations' must be a mapping of 'title', 'continuing', 'numeric' "
+                    f"and 'ending' to sets of strings (got {abbreviations!r}: {exc})"
+                ) from None
+        self.language: str = lang.code
+        self._lang = lang
+        #: When a list, every decision is appended to it as (offset, rule name, boundary)
+        #: (for tests and for finding out why text was split where it was).
+        self._trace: Optional[List[Tuple[int, str, bool]]] = None
+        self._find = lang.candidates.search
+        self._triggers = _CAND_CHARS | frozenset(lang.terminators)
         self._after_reset()
 
     def _after_flush(self) -> None:
-        self._ctx = ""  # tail of the current sentence
-        self._unit_len = 0  # characters in the current sentence
-        self._rescan = 0  # characters at the end of _ctx to scan again
-        # a terminator (or blank line, or line break) waiting for the first non-space
-        # character: (kind, word before it, at line start, the word before that is
-        # lowercase); for a line break, the third is "there was text before it"
-        self._waiting: Optional[Tuple[str, str, bool, bool]] = None
-        self._breaks = 0  # line breaks after the waiting terminator
-        self._ends_cr = False
-        self._look = ""  # what arrived after those spaces, too little to decide
+        # Offsets are absolute (from the start of the stream, or the last flush). What
+        # is known about the current line (markdown kind, code fence) is kept: a flush
+        # by ``max_delay`` may come in the middle of a code block.
+        self._win = ""  # the text from offset _base on
+        self._base = 0
+        self._total = 0  # characters seen
+        self._scan_at = 0  # candidates before this offset are decided
+        self._unit = 0  # where the current sentence starts
+        self._head: Optional[Tuple[str, str, str]] = None  # its list marker, once trimmed
+        self._head_known = False
+        self._line = 0  # where the current line starts
+        # Waiting for the first non-space character after a candidate: whitespace
+        # arriving meanwhile cannot decide anything and is set aside in _ws_tail.
+        self._wait_ws = False
+        self._ws_tail: List[str] = []
+        self._text_at = -1  # offset of the first non-space character (-1: none yet)
 
     def _after_reset(self) -> None:
         self._after_flush()
-        self._seen_text = False  # any non-whitespace character since the start
+        self._kind: Optional[str] = None  # the current line's kind, None until known
+        self._fence = False  # inside a fenced code block
 
+    # scanning ------------------------------------------------------------------------
     def _scan(self, text: str) -> List[int]:
+        start = self._total
+        self._total = total = start + len(text)
+        m = _NON_WS.search(text)
+        if self._wait_ws:
+            if m is None:
+                # still waiting for the end of a run of whitespace: set it aside, so
+                # that a long run costs linear time
+                self._ws_tail.append(text)
+                return []
+            self._win += "".join(self._ws_tail)
+            self._ws_tail = []
+            self._wait_ws = False
+        if self._text_at < 0 and m is not None:
+            self._text_at = start + m.start()
+        self._win += text
+        if self._scan_at == start and self._kind is not None:
+            if len(text) == 1:
+                if text not in self._triggers:
+                    self._scan_at = total
+                    if len(self._win) > 3 * self._KEEP:
+                        self._trim()
+                    return []
         cuts: List[int] = []
-        i = 0
-        if self._waiting is not None:
-            old = self._look
-            j = 0
-            if not old:
-                m = _LEADING_WS.match(text)
-                j = m.end() if m else 0
-                if j:
-                    self._breaks += _count_breaks(text[:j], self._ends_cr)
-                    self._ends_cr = text[j - 1] == "\r"
-                if j == len(text):
-                    self._ctx = (self._ctx + text)[-self._CTX :]
-                    self._unit_len += j
-                    return cuts
-            look = old + text[j : j + _LOOKAHEAD]
-            verdict = self._decide(self._waiting, look, self._breaks)
-            if verdict is None:
-                # still too little to decide: all of ``text`` is in ``look``
-                self._look = look
-                self._ctx = (self._ctx + text)[-self._CTX :]
-                self._unit_len += len(text)
-                return cuts
-            self._waiting = None
-            self._look = ""
-            if verdict:
-                # the new sentence starts with what was looked at, some of it held
-                cuts.append(j - len(old))
-                ctx = old
-                self._unit_len = len(old)
+        self._run(cuts)
+        self._trim()
+        return [c - start for c in cuts]
+
+    def _run(self, cuts: List[int]) -> None:
+        win = self._win
+        base = self._base
+        pos = self._scan_at - base
+        find = self._find
+        while True:
+            if self._kind is None:
+                kind = line_kind(win, max(self._line - base, 0))
+                if kind is None:
+                    break
+                self._enter_line(kind)
+            m = find(win, pos)
+            if m is None:
+                pos = len(win)
+                break
+            group = m.lastgroup
+            if group == "nl":
+                nxt = self._line_break(win, m.start(), cuts)
+            elif self._kind in _NOT_TEXT:
+                nxt = m.end()
+            elif group == "term":
+                nxt = self._terminator(win, m.start(), m.end(), cuts)
             else:
-                ctx = self._ctx + text[:j]
-                self._unit_len += j
-            i = j
-            start = len(ctx) - len(old)  # scan what was looked at like new text
-        else:
-            ctx = self._ctx
-            start = len(ctx) - self._rescan
-        window = ctx + text[i:] if ctx else text[i:] if i else text
-        shift = i - len(ctx)  # window offset -> text offset
-        unit_lo = len(ctx) - self._unit_len  # where the sentence starts in the window
-        self._rescan = 0
-        keep_from = len(window)
-        n = len(window)
-        for m in _TERM.finditer(window, start):
-            end = m.end()
-            if m.group("para") is not None:
-                if end == n:
-                    if self._seen_text or _NON_WS.search(window, 0, m.start()) is not None:
-                        self._wait(("para", "", False, False), m.group("para"))
-                        keep_from = m.start()
-                        break
-                    continue
-                if not self._seen_text and _NON_WS.search(window, 0, m.start()) is None:
-                    continue  # only whitespace so far: nothing to end
-                cuts.append(end + shift)
-                unit_lo = end
-                continue
-            term = m.group("term")
-            ws = m.group("ws")
-            if end == n:
-                info = self._describe(window, m.start(), term, unit_lo)
-                if ws:
-                    self._wait(info, ws)
-                    keep_from = m.start()
-                else:
-                    self._rescan = n - m.start()
-                    keep_from = m.start()
+                nxt = self._list_item(win, m.start(), group == "bullet", cuts)
+            if nxt is None:
+                pos = m.start()
                 break
-            if not ws and info_is_western(term):
-                continue
-            info = self._describe(window, m.start(), term, unit_lo)
-            look = window[end : end + _LOOKAHEAD]
-            verdict = self._decide(info, look, _count_breaks(ws, False))
-            if verdict is None:
-                # the rest of the window is too short to decide: wait for more
-                self._wait(info, ws)
-                self._look = look
-                keep_from = m.start()
-                break
-            if verdict:
-                cuts.append(end + shift)
-                unit_lo = end
-        else:
-            m2 = _OPEN_BREAK.search(window, max(start, unit_lo, 0))
-            if m2 is not None:
-                # a line break at the end: a blank line if another one follows
-                has_text = self._seen_text or _NON_WS.search(window, 0, m2.start()) is not None
-                self._wait(("line", "", has_text, False), m2.group())
-                keep_from = m2.start()
-        if not self._seen_text and _NON_WS.search(window) is not None:
-            self._seen_text = True
-        lo = max(unit_lo, 0)
-        ctx_from = max(lo, min(n - self._CTX, keep_from - self._LOOKBEHIND))
-        self._ctx = window[ctx_from:]
-        self._unit_len = n - unit_lo
-        return cuts
+            pos = nxt
+        self._scan_at = base + pos
 
-    def _wait(self, info: Tuple[str, str, bool, bool], ws: str) -> None:
-        self._waiting = info
-        self._breaks = _count_breaks(ws, False)
-        self._ends_cr = ws[-1:] == "\r"
+    def _trim(self) -> None:
+        base = self._base
+        keep_from = self._scan_at - self._KEEP
+        if keep_from - base <= 2 * self._KEEP:
+            return
+        if self._unit < keep_from and not self._head_known:
+            u = self._unit - base
+            self._head = self._parse_head(self._win, u, u + 16)
+            self._head_known = True
+        self._win = self._win[keep_from - base:]
+        self._base = keep_from
 
-    def _describe(
-        self, window: str, term_at: int, term: str, unit_lo: int
-    ) -> Tuple[str, str, bool, bool]:
-        """Classify a terminator and capture the words before it."""
-        first = term[0]
-        if first in "\u3002\uff01\uff1f\uff61":
-            return ("cjk", "", False, False)
-        if "!" in term or "?" in term or "\u203d" in term:
-            kind = "bang"
-        elif term == ".":
-            kind = "period"
+    def _add_cut(self, cut: int, cuts: List[int]) -> None:
+        if cut > self._unit and cut <= self._total:
+            cuts.append(cut)
+            self._unit = cut
+            self._head = None
+            self._head_known = False
+
+    # lines ---------------------------------------------------------------------------
+    def _enter_line(self, kind: str) -> None:
+        if self._fence:
+            if kind == "fence":
+                self._fence = False
+                self._kind = "fence_close"
+            else:
+                self._kind = "code"
+        elif kind == "fence":
+            self._fence = True
+            self._kind = "fence_open"
         else:
-            kind = "ellipsis"
-        if kind != "period":
-            return (kind, "", False, False)
-        lo = max(unit_lo, 0, term_at - 33)
-        m = _WORD_BEFORE.search(window, lo, term_at)
+            self._kind = kind
+
+    def _line_break(self, win: str, at: int, cuts: List[int]) -> Optional[int]:
+        """A line ends at ``at``: a boundary after a blank line, a markdown block line or
+        a code block, and before a block line or a code block."""
+        m = _NON_WS.search(win, at)
         if m is None:
-            return (kind, "", False, False)
-        word_at = m.start()
-        word = m.group()
-        # a list number starts a line or a sentence
-        at_line_start = word_at == unit_lo or (word_at > 0 and window[word_at - 1] in "\n\r")
-        before_lower = False
-        if _INITIAL.search(word.strip(_OPEN_PUNCT)):
-            m2 = _WORD_AND_SPACE_BEFORE.search(window, max(unit_lo, 0, word_at - 66), word_at)
-            if m2 is not None:
-                prev = m2.group(1).strip(_OPEN_PUNCT + _CLOSE_PUNCT + ",;:")
-                before_lower = prev[:1].islower() and prev.lower() not in self._titles
-        return (kind, word, at_line_start, before_lower)
-
-    def _decide(self, info: Tuple[str, str, bool, bool], look: str, breaks: int) -> Optional[bool]:
-        """Is there a sentence boundary, given what follows the spaces?
-
-        ``look`` is the text after the spaces (at most ``_LOOKAHEAD`` characters, fewer
-        when no more has arrived). Returns None when that is too little to tell.
-        """
-        kind, word, at_line_start, before_lower = info
-        if kind == "line":  # no terminator: only a blank line ends the sentence
-            return breaks >= 2 and at_line_start  # (there was text before it)
-        if kind in ("cjk", "para") or breaks >= 2:
-            return True
-        # the first character of the next word, after any opening quotes or brackets
-        k = 0
-        limit = min(len(look), _MAX_OPEN)
-        while k < limit and look[k] in _SKIP_OPEN:
-            k += 1
-        if k == len(look) and k < _MAX_OPEN:
+            self._wait_ws = True
             return None
-        at = 0 if k == len(look) or k == _MAX_OPEN or _IS_WS.match(look, k) else k
-        nxt = look[at]
-        if kind == "bang":
-            return not nxt.islower()
-        if kind == "ellipsis":
-            return nxt.isupper()
-        if nxt.islower():
-            return False
-        core = word.strip(_OPEN_PUNCT).strip(_CLOSE_PUNCT + _OPEN_PUNCT)
-        low = core.lower()
-        if low in self._titles or low in self._continuing:
-            return False
-        if nxt.isdigit() and low in self._numeric and not breaks:
-            return False  # "Fig. 3", but not "5 min.\n2. Next step"
-        if at_line_start and core and _LIST_MARKER.match(core):
-            return False
-        if len(core) == 1 and _INITIAL.match(core):
-            if not before_lower:
-                return False  # John F. Kennedy, J. R. R. Tolkien
-            if "A" <= nxt <= "Z":
-                # another initial next ("by J. K. Rowling") goes on
-                if at + 1 == len(look):
-                    return None
-                return look[at + 1] != "."
-        return True
+        nxt = m.start()
+        run = win[at:nxt]
+        last = max(run.rfind("\n"), run.rfind("\r"))
+        line = at + last + 1
+        kind = line_kind(win, line)
+        if kind is None:
+            return None
+        base = self._base
+        cur = self._kind
+        rule = ""
+        if cur in ("code", "fence_open", "fence_close"):
+            rule = "code-block" if cur == "fence_close" else ""  # nothing splits a block
+        elif run.count("\n") + run.count("\r") - run.count("\r\n") >= 2:
+            if 0 <= self._text_at < base + at:
+                rule = "blank-line"
+        elif cur in BLOCK_LINES or kind in BLOCK_LINES:
+            rule = "markdown-block"
+        elif kind == "fence":
+            rule = "code-block"
+        if rule:
+            self._add_cut(base + nxt, cuts)
+            if self._trace is not None:
+                self._trace.append((base + nxt, rule, True))
+        self._line = base + line
+        self._enter_line(kind)
+        return nxt
 
+    # terminators ---------------------------------------------------------------------
+    def _terminator(self, win: str, at: int, end: int, cuts: List[int]) -> Optional[int]:
+        term = win[at:end]
+        if term[-1] == "." and maybe_longer(win, end, term):
+            return None  # ". ." may be the start of ". . ."
+        close, next_at = spot_end(win, end)
+        if next_at < 0:
+            self._wait_ws = True  # only whitespace (if anything) after the closers
+            return None
+        if next_at == close and term[0] not in NOSPACE_TERMINATORS:
+            # "3.14", "example.com": the rule "no-whitespace", without building a Spot
+            if not glued_boundary(win, at, term, close):
+                if self._trace is not None:
+                    self._trace.append((self._base + at, "no-whitespace", False))
+                return close
+        base = self._base
+        unit = self._unit - base
+        if term == "." and next_at > close:
+            self._inline_list(win, at, end, close, cuts)
+            unit = self._unit - base
+        spot = Spot(
+            win, at, end, close, next_at, max(unit, at - self._KEEP + 40, 0), self._lang,
+            max(self._line - base, 0),
+        )
+        verdict, rule = decide(spot)
+        if verdict is None:
+            return None
+        if self._trace is not None:
+            self._trace.append((base + at, rule, verdict))
+        if verdict:
+            if " " in term and at > 0 and win[at - 1] not in _SPACES and term.count(".") >= 4:
+                self._add_cut(base + at + 2, cuts)  # "word. . . . Next": after "word. "
+            else:
+                self._add_cut(base + next_at, cuts)
+        return close
 
-def info_is_western(term: str) -> bool:
-    """A Western terminator needs whitespace after it to end a sentence."""
-    return term[0] not in "\u3002\uff01\uff1f\uff61"
+    # lists written on one line ---------------------------------------------------------
+    def _parse_head(self, win: str, at: int, stop: int) -> Optional[Tuple[str, str, str]]:
+        m = HEAD_MARKER.match(win, at, stop)
+        if m is None:
+            return None
+        return ((m.group("bullet") or "")[:1], m.group("mark"), m.group("style"))
+
+    def _unit_head(self, win: str, stop: int) -> Optional[Tuple[str, str, str]]:
+        if self._head_known:
+            return self._head
+        u = self._unit - self._base
+        return self._parse_head(win, max(u, 0), min(u + 16, stop)) if u >= 0 else None
+
+    def _inline_list(self, win: str, at: int, end: int, close: int, cuts: List[int]) -> None:
+        """``1. one 2. two``, ``a. one b. two``, ``1.) one 2.) two``: the next marker of
+        a list the sentence started with starts a new unit."""
+        head = self._unit_head(win, at)
+        if head is None or head[0]:
+            return
+        _, mark, style = head
+        if (style == ".)") != (win[end:close] == ")") or style == ")":
+            return
+        self._cut_before_successor(win, at, mark, cuts)
+
+    def _cut_before_successor(self, win: str, at: int, mark: str, cuts: List[int]) -> None:
+        succ = str(int(mark) + 1) if mark.isdigit() else chr(ord(mark) + 1)
+        start = at - len(succ)
+        if start > 0 and win.startswith(succ, start) and win[start - 1] in _SPACES:
+            self._add_cut(self._base + start, cuts)
+            if self._trace is not None:
+                self._trace.append((self._base + start, "inline-list", True))
+
+    def _list_item(self, win: str, at: int, bullet: bool, cuts: List[int]) -> Optional[int]:
+        head = self._unit_head(win, at)
+        if head is None:
+            return at + 1
+        if bullet:
+            if head[0] == win[at] and at > 0 and win[at - 1] in _SPACES:
+                self._add_cut(self._base + at, cuts)
+                if self._trace is not None:
+                    self._trace.append((self._base + at, "inline-list", True))
+        elif head[2] == ")" and not head[0]:
+            if at + 1 >= len(win):
+                return None
+            if win[at + 1] in _SPACES:
+                self._cut_before_successor(win, at, head[1], cuts)
+        return at + 1
 
 
 class TokenBuffer(Buffer):
@@ -754,7 +832,7 @@ def new_buffer(buffer_type: Union[BufferType, str], **options: object) -> Buffer
     Args:
         buffer_type: a :class:`BufferType` or its value (``"word"``...).
         **options: passed to the buffer class (``threshold`` and ``counter`` for
-            token buffers, ``abbreviations`` for sentence buffers).
+            token buffers, ``language`` and ``abbreviations`` for sentence buffers).
 
     Raises:
         ConfigError: unknown buffer type, or an option the type does not take.
@@ -768,13 +846,19 @@ def new_buffer(buffer_type: Union[BufferType, str], **options: object) -> Buffer
 
 
 def new_buffer_with_token_threshold(
-    buffer_type: Union[BufferType, str], threshold: int, counter: Optional[TokenCounter] = None
+    buffer_type: Union[BufferType, str],
+    threshold: int,
+    counter: Optional[TokenCounter] = None,
+    language: Optional[str] = None,
 ) -> Buffer:
     """Create a buffer; for token buffers, with the given threshold.
 
-    The threshold is ignored for the other buffer types, as in the guide.
+    The threshold is ignored for the other buffer types, as in the guide; ``language``
+    (an ISO 639-1 code) is used by sentence buffers only.
     """
     kind = BufferType.coerce(buffer_type)
     if kind is BufferType.TOKEN:
         return TokenBuffer(threshold, counter)
+    if kind is BufferType.SENTENCE and language is not None:
+        return SentenceBuffer(language=language)
     return new_buffer(kind)

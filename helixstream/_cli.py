@@ -17,6 +17,7 @@ from ._buffers import BufferType
 from ._durations import seconds_from_text
 from ._errors import ConfigError, HelixStreamError
 from ._progress import StreamProgress
+from ._sentences import check_language
 from ._simulate import SAMPLE_ANSWER, SimulatedLLM
 from ._streamer import EnhancedStreamer, StreamConfig
 
@@ -180,6 +181,7 @@ def _demo(args: argparse.Namespace) -> int:
         estimated_tokens=estimate,
         rate_limit=args.rate,
         max_delay=args.max_delay,
+        language=args.language,
     )
     err = sys.stderr
     bar = ProgressLine(err, enabled=err.isatty() and not args.no_progress)
@@ -281,6 +283,7 @@ def _pipe(args: argparse.Namespace) -> int:
         buffer_type=args.buffer,
         rate_limit=args.rate,
         max_delay=args.max_delay,
+        language=args.language,
         progress_interval=0.1,
     )
     err = sys.stderr
@@ -371,14 +374,24 @@ def _port(text: str) -> int:
     return value
 
 
+def _language(text: str) -> str:
+    try:
+        return check_language(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _buffer_options(p: argparse.ArgumentParser, default: str) -> None:
-    """--buffer, --rate and --max-delay: how the text is cut and paced."""
+    """--buffer, --rate, --max-delay and --language: how the text is cut and paced."""
     p.add_argument("--buffer", default=default, choices=[t.value for t in BufferType],
                    help=f"unit to release (default {default})")
     p.add_argument("--rate", type=_non_negative, default=0, help="tokens/s limit (0: none)")
     p.add_argument("--max-delay", type=_duration, default=None,
                    help="release held text after this long without a boundary "
                         "(a duration: 0.5, 500ms, 1m30s)")
+    p.add_argument("--language", type=_language, default="en",
+                   help="ISO 639-1 code of the text's language, for --buffer sentence "
+                        "(default en)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,7 +11,7 @@ The layout::
 
 plus the other fields of :class:`StreamConfig` (``estimated_tokens``,
 ``token_buffer_threshold``, ``burst``, ``max_delay``, ``queue_size``,
-``close_timeout``, ``prefetch``). helixstream owns ``optimization.streaming`` and
+``close_timeout``, ``prefetch``, ``language``). helixstream owns ``optimization.streaming`` and
 nothing else: the file may hold an application's whole configuration (a top-level
 ``server:``, ``optimization.caching``...), and those sections are left alone. Inside
 ``optimization.streaming`` every key must be known, and a section under
@@ -50,6 +50,7 @@ FILE_KEYS = (
     "queue_size",
     "close_timeout",
     "prefetch",
+    "language",
 )
 
 

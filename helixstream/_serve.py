@@ -80,6 +80,7 @@ def make_app(
         buffer_type=args.buffer,
         rate_limit=args.rate,
         max_delay=args.max_delay,
+        language=getattr(args, "language", "en"),
         progress_interval=0.1,
     )
     streamer = EnhancedStreamer(config)

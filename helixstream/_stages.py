@@ -183,7 +183,7 @@ class BufferStage:
             units = self._add(item)
             if units and self._extras:
                 return self._release(units)
-            return units  # type: ignore[no-any-return]
+            return units
         if item.__class__ is str or isinstance(item, str):
             text = item
             tokens = None

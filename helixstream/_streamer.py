@@ -14,6 +14,7 @@ from ._inputs import check_source
 from ._progress import ProgressCallback, ProgressStage
 from ._ratelimit import BurstRateLimiter, RateLimiter, RateLimitStage
 from ._engine import ChunkStream
+from ._sentences import check_language
 from ._stages import BufferStage, Stage
 from ._tokens import RememberLast, TokenCounter, estimate_tokens
 
@@ -73,6 +74,8 @@ class StreamConfig:
         token_counter: counts the tokens of text whose count the source did not report
             (None: the built-in estimator).
         close_timeout: seconds ``close()`` waits for the stream's threads to end.
+        language: ISO 639-1 code of the text's language, for the sentence buffer's
+            abbreviations and terminators (``"en"``; see ``docs/guide.md``).
         prefetch: read the source ahead in a worker thread from the start, up to
             ``queue_size`` chunks. By default the pipeline runs in the thread that reads
             the output (no hand-off between threads, which is what lets a process run
@@ -106,6 +109,7 @@ class StreamConfig:
     )
     close_timeout: float = attrs.field(default=1.0, converter=_close_timeout)
     prefetch: bool = attrs.field(default=False, validator=_check_bool)
+    language: str = attrs.field(default="en", converter=check_language)
 
 
 class EnhancedStreamer:
@@ -129,7 +133,7 @@ class EnhancedStreamer:
         cfg = self.config
         kind = cfg.buffer_type if buffer_type is None else BufferType.coerce(buffer_type)
         buffer = new_buffer_with_token_threshold(
-            kind, cfg.token_buffer_threshold, cfg.token_counter
+            kind, cfg.token_buffer_threshold, cfg.token_counter, language=cfg.language
         )
         return BufferStage(buffer, cfg.max_delay, counter=cfg.token_counter)
 

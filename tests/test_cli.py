@@ -201,10 +201,17 @@ def test_pipe_with_progress_prints_a_summary_on_stderr():
     assert re.search(r"\d+ tokens, 4 chunks", done.stderr)
 
 
+def test_pipe_segments_in_the_given_language():
+    text = "Das gilt z. B. am 31. Dezember. Dann nicht."
+    done = helix("pipe", "--buffer", "sentence", "--language", "de", input=text)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == text
+
+
 @pytest.mark.parametrize(
     "args",
     [["--bogus"], ["demo", "--buffer", "bogus"], ["demo", "--tps", "0"], ["pipe", "--rate", "-1"],
-     ["serve", "--port", "x"], ["nosuchcommand"], []],
+     ["serve", "--port", "x"], ["nosuchcommand"], [], ["pipe", "--language", "xx"]],
 )
 def test_bad_flags_give_one_line_and_exit_code_2(args):
     done = helix(*args)

@@ -296,3 +296,41 @@ def test_a_negative_duration_in_a_file_says_it_must_not_be_negative(tmp_path):
     path = write(tmp_path, 'optimization:\n  streaming:\n    progress_interval: "-1s"\n')
     with pytest.raises(hs.ConfigError, match=r"helix\.yaml.*'progress_interval' must be >= 0 \(got '-1s'\)"):
         hs.load_config(path)
+
+
+# --- language (the sentence buffer's) ---------------------------------------------
+
+
+def test_language_defaults_to_english():
+    assert hs.StreamConfig().language == "en"
+
+
+def test_language_is_read_from_the_file_and_normalised(tmp_path):
+    path = write(tmp_path, "optimization:\n  streaming:\n    buffer_type: sentence\n    language: DE\n")
+    assert hs.load_config(path).stream.language == "de"
+
+
+@pytest.mark.parametrize("value", ["xx", "english", "", "e", 5, None, "de-DE"])
+def test_an_unknown_language_is_a_config_error_naming_the_field_and_the_codes(value):
+    with pytest.raises(hs.ConfigError) as info:
+        hs.StreamConfig(language=value)
+    message = str(info.value)
+    assert "'language'" in message and repr(value) in message and "de, el, en" in message
+
+
+def test_an_unknown_language_in_a_file_names_the_file(tmp_path):
+    path = write(tmp_path, "optimization:\n  streaming:\n    language: klingon\n")
+    with pytest.raises(hs.ConfigError, match="helix.yaml.*'language'.*'klingon'"):
+        hs.load_config(path)
+
+
+def test_the_streamers_sentence_buffer_uses_the_configured_language():
+    text = ["Das gilt z. B. am 31. Dezember. ", "Dann nicht."]
+    units = {}
+    for language in ("de", "en"):
+        streamer = hs.EnhancedStreamer(hs.StreamConfig(buffer_type="sentence", language=language))
+        output, _ = streamer.stream_buffered(iter(text))
+        with output:
+            units[language] = [chunk.content for chunk in output]
+    assert units["de"] == ["Das gilt z. B. am 31. Dezember. ", "Dann nicht."]
+    assert units["en"] != units["de"]  # English knows neither "z. B." nor German ordinals
