@@ -485,3 +485,19 @@ def test_a_stage_of_your_own_in_stream_enhanced():
         ["Write to ann@exam", "ple.com today."], stages=[MaskEmails()]
     )
     assert "".join(c.content for c in output) == "Write to [email] today."
+
+
+def test_durations_count_from_the_first_read_not_from_the_streams_creation():
+    from helixstream._aggregate import AggregateStage
+
+    now = [100.0]
+    stage = AggregateStage(clock=lambda: now[0])
+    output = run_stages(["a", "b"], [stage])
+    now[0] += 30.0  # the stream waits, unread, for 30 s
+    first = next(output)
+    now[0] += 2.0
+    list(output)
+    result = stage.result()
+    assert first.content == "a"
+    assert result.time_to_first_chunk == 0.0
+    assert result.duration == 2.0  # not 32
