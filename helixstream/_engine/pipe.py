@@ -50,20 +50,7 @@ class Pipe:
     def put(self, item: Any) -> None:
         """Append ``item``, waiting while the pipe is full. Raises PipeClosed once the
         pipe is ended or closed."""
-        with self._lock:
-            items = self._items
-            if len(items) >= self.maxsize and not (self._ended or self._closed):
-                self._putters += 1
-                try:
-                    while len(items) >= self.maxsize and not (self._ended or self._closed):
-                        self._not_full.wait()
-                finally:
-                    self._putters -= 1
-            if self._ended or self._closed:
-                raise PipeClosed
-            items.append(item)
-            if self._getters:
-                self._not_empty.notify()
+        self.put_many((item,))
 
     def put_many(self, batch: Iterable[Any]) -> None:
         """Append a batch at once (it may take the pipe past its bound)."""
