@@ -340,89 +340,70 @@ class _Core:
             self._close_source()  # the pump is the thread that iterates the source
 
     def _items(self) -> Iterator[Any]:
-        """Decoded source items, with TICK and IDLE markers when pumped."""
+        """Decoded source items (with TICK and IDLE markers when pumped).
+
+        A raw item comes from the source itself (inline) or from the pump's latest
+        batch; the first ``next_within`` may switch from one to the other between two
+        items (the pump then reads the same iterator)."""
         decode = Decoder()
         stopped = self.stopped
+        user = self.user_stop
+        nxt = self.iterator.__next__
+        batch: List[Any] = []
+        taken = 0
         try:
             while True:
-                if self.pipe is None:
-                    # inline: the reader reads the source
-                    nxt = self.iterator.__next__
-                    user = self.user_stop
-                    while self.pipe is None:
-                        if self.stopping or user is not None and stopped():
-                            raise Stopped
-                        self.in_source = True
-                        try:
-                            raw = nxt()
-                        except StopIteration:
-                            if stopped():
-                                raise Stopped from None  # stopped while it ended
-                            self.source_done = True
-                            break
-                        except GeneratorExit as exc:
-                            raise unexpected(exc, "the source") from exc
-                        finally:
-                            self.in_source = False
-                        if self.stopping or user is not None and stopped():
-                            raise Stopped  # it arrived after the stop: not delivered
-                        if raw.__class__ is str and decode._decoder is None:
-                            decode.index += 1
-                            if raw:
-                                yield raw
+                if self.stopping or user is not None and stopped():
+                    raise Stopped
+                if self.pipe is None:  # inline: the reader reads the source
+                    self.in_source = True
+                    try:
+                        raw = nxt()
+                    except StopIteration:
+                        if stopped():
+                            raise Stopped from None  # stopped while it ended
+                        break
+                    except GeneratorExit as exc:
+                        raise unexpected(exc, "the source") from exc
+                    finally:
+                        self.in_source = False
+                    if self.stopping or user is not None and stopped():
+                        raise Stopped  # it arrived after the stop: not delivered
+                else:  # pumped: the next raw item of the pump's batch
+                    if taken == len(batch):
+                        got = self._next_batch(self.pipe)
+                        if got.__class__ is not list:
+                            yield got  # TICK or IDLE
                             continue
-                        item = decode(raw)
-                        if item.__class__ is StreamChunk:
-                            if item.error is not None:
-                                raise item.error
-                            if item.done:
-                                if item.content or item.metadata or item.tokens:
-                                    yield item
-                                self.source_done = True
-                                break
-                            yield item
-                        elif item:
-                            yield item
-                        if decode.error is not None:
-                            raise decode.error
-                    else:
-                        continue  # promoted to a pump: read from the pipe
-                    break
-                # pumped: the pump reads the source
-                pipe = self.pipe
-                batch = self._next_batch(pipe)
-                if batch.__class__ is not list:
-                    yield batch  # TICK or IDLE
-                    continue
-                over = False
-                for raw in batch:
-                    if stopped():
-                        raise Stopped
+                        batch, taken = got, 0
+                    raw = batch[taken]
+                    taken += 1
                     if raw is END:
-                        over = True
                         break
                     if raw.__class__ is _Failure:
                         failure = raw.exc
                         if isinstance(failure, GeneratorExit):
                             raise unexpected(failure, "the source") from failure
                         raise failure
-                    item = decode(raw)
-                    if item.__class__ is StreamChunk:
-                        if item.error is not None:
-                            raise item.error
-                        if item.done:
-                            if item.content or item.metadata or item.tokens:
-                                yield item
-                            over = True
-                            break
-                        yield item
-                    elif item:
-                        yield item
-                    if decode.error is not None:
-                        raise decode.error
-                if over:
-                    self.source_done = True
-                    break
+                if raw.__class__ is str and decode._decoder is None:
+                    decode.index += 1
+                    if raw:
+                        yield raw
+                    continue
+                item = decode(raw)
+                if item.__class__ is StreamChunk:
+                    if item.error is not None:
+                        raise item.error
+                    if item.done:
+                        if item.content or item.metadata or item.tokens:
+                            yield item
+                        break
+                    yield item
+                elif item:
+                    yield item
+                if decode.error is not None:
+                    raise decode.error
+            self.source_done = True
             rest = decode.finish()
             if rest:
                 yield rest
