@@ -80,6 +80,7 @@ class Pipeline:
         ]
         self.at = -1  # the stage that failed; -1: the source
         self.started = False
+        self._stopped: Callable[[], bool] = always_false
 
     # --- timers ------------------------------------------------------------------------
     def time_left(self) -> Optional[float]:
@@ -106,13 +107,25 @@ class Pipeline:
                     yield from self._down(out, i + 1, stopped)
 
     # --- running -----------------------------------------------------------------------
-    def _down(self, items: Iterable[Any], start: int, stopped: Callable[[], bool]) -> Iterator[Any]:
-        """Each of ``items`` through the stages from ``start``, depth first."""
+    def _down(
+        self, items: Iterable[Any], start: int, stopped: Optional[Callable[[], bool]]
+    ) -> Iterator[Any]:
+        """Each of ``items`` through the stages from ``start``, depth first, yielding
+        what the last stage releases. From the source (``start`` 0), ``items`` may hold
+        TICK and IDLE markers, and due timers are run after every item; ``stopped`` is
+        checked before each item (None: the caller's iterator checks)."""
         stages = self.stages
         n = len(stages)
+        timed = self.timed if start == 0 else None
         for item in items:
-            if stopped():
+            if stopped is not None and stopped():
                 raise Stopped
+            if item.__class__ is _Marker:
+                if item is IDLE:
+                    yield item
+                else:
+                    yield from self._ticks(self._stopped)
+                continue
             i = start
             while i < n:
                 try:
@@ -131,10 +144,12 @@ class Pipeline:
                         continue
                 elif out is None:
                     break
-                yield from self._down(out, i, stopped)
+                yield from self._down(out, i, stopped or self._stopped)
                 break
             else:
                 yield item
+            if timed:
+                yield from self._ticks(self._stopped)
 
     def run(self, items: Iterator[Any], stopped: Callable[[], bool]) -> Iterator[Any]:
         """The pipeline: yields what the last stage releases, item by item.
@@ -146,43 +161,15 @@ class Pipeline:
         """
         stages = self.stages
         n = len(stages)
-        timed = self.timed
         for stage in stages:
             start = getattr(stage, "start", None)
             if start is not None:
                 start()
         self.started = True
-        for item in items:
-            if item.__class__ is _Marker:
-                if item is IDLE:
-                    yield item
-                else:
-                    yield from self._ticks(stopped)
-                continue
-            i = 0
-            while i < n:
-                try:
-                    out = stages[i](item)
-                except BaseException as exc:
-                    self.at = i
-                    if isinstance(exc, (StopIteration, GeneratorExit)):
-                        raise self.describe_failure(exc) from exc
-                    raise
-                i += 1
-                if out.__class__ is list:
-                    if not out:
-                        break
-                    if len(out) == 1:
-                        item = out[0]
-                        continue
-                elif out is None:
-                    break
-                yield from self._down(out, i, stopped)
-                break
-            else:
-                yield item
-            if timed:
-                yield from self._ticks(stopped)
+        # the source's items check for a stop themselves; what a stage releases at
+        # once is checked item by item
+        self._stopped = stopped
+        yield from self._down(items, 0, None)
         # the source ended: flush every stage in order, each through the later ones
         for i in range(n):
             try:
