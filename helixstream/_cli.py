@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 from types import FrameType
-from typing import IO, Any, Iterator, NoReturn, Optional, Sequence
+from typing import IO, Any, Callable, Iterator, NoReturn, Optional, Sequence
 
 from ._buffers import BufferType
 from ._durations import seconds_from_text
@@ -332,13 +332,6 @@ def _add_source_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, help="seed for the simulated model's pacing")
 
 
-def _positive(text: str) -> float:
-    value = _non_negative(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"must be > 0 (got {text!r})")
-    return value
-
-
 def _non_negative(text: str) -> float:
     try:
         value = float(text)
@@ -357,11 +350,21 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _positive_duration(text: str) -> float:
-    value = _duration(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"must be > 0 (got {text!r})")
-    return value
+def _above_zero(parse: Callable[[str], float]) -> Callable[[str], float]:
+    """``parse``, refusing 0 as well."""
+
+    def check(text: str) -> float:
+        value = parse(text)
+        if value == 0:
+            raise argparse.ArgumentTypeError(f"must be > 0 (got {text!r})")
+        return value
+
+    check.__name__ = parse.__name__.lstrip("_")
+    return check
+
+
+_positive = _above_zero(_non_negative)
+_positive_duration = _above_zero(_duration)
 
 
 def _port(text: str) -> int:

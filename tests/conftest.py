@@ -8,6 +8,21 @@ from typing import Callable, Iterator, List
 import pytest
 
 
+#: Where a stream's source is read: by the reader itself, by a pump thread that reads
+#: ahead, or by a pump because a stage has a timer.
+PLACEMENTS = {
+    "inline": {},
+    "prefetch": {"prefetch": True},
+    "timed": {"max_delay": 3600},
+}
+
+
+@pytest.fixture(params=list(PLACEMENTS))
+def placement(request: pytest.FixtureRequest) -> str:
+    """Each placement in turn (tests that take ``placement`` run three times)."""
+    return str(request.param)
+
+
 def helix_threads() -> List[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("helixstream-")]
 

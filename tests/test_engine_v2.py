@@ -16,19 +16,9 @@ import helixstream as hs
 from helixstream._engine import run_stages
 from helixstream._engine import stop as stop_mod
 
-from .conftest import wait_for
+from .conftest import PLACEMENTS, wait_for
 from .sources import BlockingSource
 
-PLACEMENTS = {
-    "inline": {},
-    "prefetch": {"prefetch": True},
-    "timed": {"max_delay": 3600},
-}
-
-
-@pytest.fixture(params=list(PLACEMENTS))
-def placement(request: Any) -> str:
-    return str(request.param)
 
 
 class FakeTime:

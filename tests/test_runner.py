@@ -17,7 +17,7 @@ import helixstream as hs
 from helixstream._engine import stop as _stop_mod
 from helixstream._engine import run_stages
 
-from .conftest import helix_threads, wait_for
+from .conftest import PLACEMENTS, helix_threads, wait_for
 from .sources import BlockingSource, CountingGenerator
 
 
@@ -29,18 +29,6 @@ def contents(output: Any) -> List[str]:
     return [c.content for c in output]
 
 
-#: Where a stream's pipeline runs: in the reader's thread, in a worker thread that reads
-#: ahead, or split into a source thread and a stage thread (a stage with a timer).
-PLACEMENTS = {
-    "inline": {},
-    "prefetch": {"prefetch": True},
-    "timed": {"max_delay": 3600},
-}
-
-
-@pytest.fixture(params=list(PLACEMENTS))
-def placement(request: Any) -> str:
-    return request.param
 
 
 def streamer(placement: str, **config: Any) -> hs.EnhancedStreamer:
