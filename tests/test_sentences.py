@@ -21,6 +21,8 @@ import helixstream as hs
 from helixstream import _sentences
 from helixstream._buffers import SentenceBuffer
 
+from .test_buffers import feed
+
 DATA = Path(__file__).parent / "data" / "pysbd"
 FAST = settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -32,12 +34,7 @@ def units(text: str, pieces: Sequence[str], language: str = "en") -> Tuple[List[
     assert "".join(pieces) == text
     buf = SentenceBuffer(language=language)
     buf._trace = []
-    out: List[str] = []
-    for piece in pieces:
-        out.extend(buf.add(piece))
-    rest = buf.flush()
-    if rest:
-        out.append(rest)
+    out = feed(buf, pieces)
     return out, [rule for _, rule, _ in buf._trace]
 
 
