@@ -693,7 +693,10 @@ class SentenceBuffer(Buffer):
             return None  # ". ." may be the start of ". . ."
         close, next_at = spot_end(win, end)
         if next_at < 0:
-            self._wait_ws = True  # only whitespace (if anything) after the closers
+            if _NON_WS.search(win, close) is None:
+                self._wait_ws = True  # only whitespace (if anything) after the closers
+            # else a no-break space at the very end ("! " may become "! »"): look again
+            # when the next character arrives
             return None
         if next_at == close and term[0] not in NOSPACE_TERMINATORS:
             # "3.14", "example.com": the rule "no-whitespace", without building a Spot

@@ -227,6 +227,14 @@ def test_units_are_the_same_fed_one_character_at_a_time(text: str) -> None:
         assert units_of(kind, list(text)) == units_of(kind, [text]), kind
 
 
+@pytest.mark.parametrize("text", ["\u3002\xa0 ", "Ja\xa0! Nein\xa0 ", "x.\xa0\xa0 y"])
+def test_a_no_break_space_at_the_end_is_looked_at_again(text: str) -> None:
+    # found by the property above: fed one character at a time, "。\xa0" waited for
+    # "only whitespace" and never looked at the terminator again
+    for kind in SEGMENTING_TYPES:
+        assert units_of(kind, list(text)) == units_of(kind, [text]), kind
+
+
 # --- the Buffer interface ------------------------------------------------------------
 
 

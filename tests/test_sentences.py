@@ -328,13 +328,7 @@ def test_language_codes_are_case_insensitive() -> None:
 
 def test_own_abbreviations_replace_the_languages() -> None:
     buf = hs.new_buffer("sentence", language="de", abbreviations={"title": ["Kpt"]})
-    assert feed(buf, "Kpt. Nemo kam. Das gilt z. B. hier.") == ["Kpt. Nemo kam. ", "Das gilt z. ", "B. hier."]
-
-
-def feed(buf: hs.Buffer, text: str) -> List[str]:
-    out = buf.add(text)
-    rest = buf.flush()
-    return out + [rest] if rest else out
+    assert feed(buf, ["Kpt. Nemo kam. Das gilt z. B. hier."]) == ["Kpt. Nemo kam. ", "Das gilt z. ", "B. hier."]
 
 
 def test_the_data_files_are_package_data() -> None:
