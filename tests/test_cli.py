@@ -354,3 +354,24 @@ def test_ctrl_c_on_pipe_writes_the_text_it_holds_then_exits_130(options):
     assert out.decode() == sent  # nothing it had read is lost
     assert proc.returncode == 130
     assert "Traceback" not in err and "interrupted" in err
+
+
+def test_pipe_rate_writes_each_word_at_its_paced_time():
+    # the whole input arrives at once (one item); with --rate 4 the ten words are
+    # written one by one over about 2.25 s, not together at the end
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "helixstream", "pipe", "--rate", "4"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(b"a b c d e f g h i j ")
+        proc.stdin.close()
+        first = _read_until(proc.stdout, b"a ")
+        assert b"j " not in first, first  # the last word is not there yet
+        rest = proc.stdout.read()
+        assert proc.wait(timeout=20) == 0
+    finally:
+        _reap(proc)
+    assert (first + rest).decode() == "a b c d e f g h i j "
