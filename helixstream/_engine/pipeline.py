@@ -11,9 +11,9 @@ A stage is a callable object (see :class:`helixstream.Stage`)::
     stage.start()                          # optional: the reader asked for the first item
     stage.flush_on_failure = False         # optional: not flushed when the stream fails
 
-:func:`run` is the whole pipeline as one generator: it reads decoded items, passes each
-through the stages depth first, and yields every item the last stage releases at once,
-one by one, so a unit released with nine others still reaches the reader at its own
+:meth:`Pipeline.feed` (then :meth:`Pipeline.finish`, at the end) is the pipeline: it
+reads decoded items, passes each through the stages depth first, and yields every item
+the last stage releases at once, one by one, so a unit released with nine others still reaches the reader at its own
 (paced) time. It alone holds the end, failure and timer logic; where the source is read
 (in the reader's thread, or by a pump thread) is the job of its caller.
 """
@@ -151,27 +151,27 @@ class Pipeline:
             if timed:
                 yield from self._ticks(self._stopped)
 
-    def run(self, items: Iterator[Any], stopped: Callable[[], bool]) -> Iterator[Any]:
-        """The pipeline: yields what the last stage releases, item by item.
-
-        ``items`` yields decoded source items, ``TICK`` and ``IDLE``; it raises
-        :class:`Stopped` when the stream is stopped, and whatever the source raised.
-        Ends with StopIteration after a complete stream; raises :class:`Stopped` after a
-        stop, and the error (after what the later stages still held) after a failure.
-        """
-        stages = self.stages
-        n = len(stages)
-        for stage in stages:
+    def begin(self, stopped: Callable[[], bool]) -> None:
+        """The reader asked for the first item: tell the stages (``start``).
+        ``stopped`` says whether the stream was stopped."""
+        for stage in self.stages:
             start = getattr(stage, "start", None)
             if start is not None:
                 start()
         self.started = True
-        # the source's items check for a stop themselves; what a stage releases at
-        # once is checked item by item
         self._stopped = stopped
-        yield from self._down(items, 0, None)
-        # the source ended: flush every stage in order, each through the later ones
-        for i in range(n):
+
+    def feed(self, items: Iterator[Any]) -> Iterator[Any]:
+        """Every item of the source through the stages: yields what the last stage
+        releases, item by item. ``items`` yields decoded source items, ``TICK`` and
+        ``IDLE``, and raises :class:`Stopped` when the stream is stopped (what a stage
+        releases at once is checked item by item here)."""
+        return self._down(items, 0, None)
+
+    def finish(self) -> Iterator[Any]:
+        """The source ended: flush every stage in order, each through the later ones."""
+        stages = self.stages
+        for i in range(len(stages)):
             try:
                 out = stages[i].flush()
             except BaseException as exc:

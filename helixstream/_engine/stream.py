@@ -441,7 +441,9 @@ class _Core:
         """The pipeline with its end: the one generator a stream's reader drives."""
         pipeline = self.pipeline
         try:
-            yield from pipeline.run(self._items(), self.stopped)
+            pipeline.begin(self.stopped)
+            yield from pipeline.feed(self._items())
+            yield from pipeline.finish()
         except (GeneratorExit, Stopped) as exc:
             # stopped, or the reader closed the stream: nothing more is delivered
             self._set_state(CANCELLED)
