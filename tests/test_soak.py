@@ -140,6 +140,7 @@ def one_stream(n: int, stop: threading.Event) -> None:
     assert reports and reports[-1].done
 
 
+@pytest.mark.slow  # 30 s: run by .ci/run (pytest -m slow), not by default
 def test_10000_short_streams_one_after_another_leave_no_threads_or_memory_behind():
     stop = threading.Event()  # shared by every stream, as a server's shutdown event would be
     base_threads = threading.active_count()
@@ -165,6 +166,7 @@ def test_a_failed_stream_is_freed_once_its_reader_lets_go(placement):
     assert failed_stream_is_freed(PLACEMENTS[placement])
 
 
+@pytest.mark.slow
 def test_500_streams_at_once_in_a_thread_pool_leave_no_threads_or_memory_behind():
     base_threads = threading.active_count()
     size = 500
