@@ -27,10 +27,11 @@ class PipeClosed(Exception):
 
 
 class Pipe:
-    """A bounded, closeable queue that hands items over in batches."""
+    """A bounded, closeable queue that hands items over in batches, from one producer
+    to one reader."""
 
     __slots__ = ("maxsize", "_items", "_lock", "_not_empty", "_not_full", "_ended",
-                 "_closed", "_getters", "_putters")
+                 "_closed", "_getter_waits", "_putters")
 
     def __init__(self, maxsize: int) -> None:
         if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1:
@@ -44,7 +45,9 @@ class Pipe:
         self._not_full = threading.Condition(self._lock)
         self._ended = False  # no more puts; the reader drains what is there
         self._closed = False  # dropped; everyone wakes
-        self._getters = 0
+        # the reader waits for an item and nobody has woken it yet: the first put
+        # wakes it, the puts after it (until the reader runs) need not
+        self._getter_waits = False
         self._putters = 0
 
     def put(self, item: Any) -> None:
@@ -66,7 +69,8 @@ class Pipe:
             if self._ended or self._closed:
                 raise PipeClosed
             items.extend(batch)
-            if self._getters:
+            if self._getter_waits:
+                self._getter_waits = False
                 self._not_empty.notify()
 
     def end(self, last: Any) -> bool:
@@ -89,10 +93,10 @@ class Pipe:
             if not items:
                 if self._closed or self._ended:
                     raise PipeClosed
-                self._getters += 1
                 try:
                     if timeout is None:
                         while not items and not (self._closed or self._ended):
+                            self._getter_waits = True
                             self._not_empty.wait()
                     else:
                         deadline = time.monotonic() + timeout
@@ -100,9 +104,10 @@ class Pipe:
                             left = deadline - time.monotonic()
                             if left <= 0:
                                 raise queue.Empty
+                            self._getter_waits = True
                             self._not_empty.wait(left)
                 finally:
-                    self._getters -= 1
+                    self._getter_waits = False
                 if not items:
                     raise PipeClosed
             if self._closed:
