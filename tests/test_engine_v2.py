@@ -491,3 +491,37 @@ def test_durations_count_from_the_first_read_not_from_the_streams_creation():
     assert first.content == "a"
     assert result.time_to_first_chunk == 0.0
     assert result.duration == 2.0  # not 32
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_forked_child_starts_with_no_janitor_and_streams_work_there():
+    import os
+
+    stop = threading.Event()
+    source = BlockingSource(["x "])
+    output, _ = hs.EnhancedStreamer().stream_buffered(source, "word", stop=stop)
+    assert stop_mod._janitor is not None  # noqa: SLF001 - the parent's, alive
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: a stop set with an unbound Event.set must still work
+        try:
+            child_stop = threading.Event()
+            child_source = BlockingSource(["a "])
+            out, result = hs.EnhancedStreamer(hs.StreamConfig(prefetch=True)).stream_buffered(
+                child_source, "word", stop=child_stop
+            )
+            ok = next(out).content == "a "
+            reader, got = blocked_reader(out)  # blocked, waiting for the pump
+            ok = ok and wait_for(lambda: child_source.waiting.is_set())
+            threading.Event.set(child_stop)  # only the janitor can wake the reader
+            reader.join(5)
+            ok = ok and not reader.is_alive() and got == ["END"] and result().cancelled
+            os.write(write_end, b"ok" if ok else b"no")
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    got = os.read(read_end, 2)
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    output.close()
+    assert got == b"ok"

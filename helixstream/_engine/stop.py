@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import queue
 import threading
 import weakref
@@ -189,6 +190,21 @@ def watch(event: Optional[threading.Event], callback: Callable[[], None]) -> Cal
                 del _watches[eid]
 
     return unwatch
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (a pre-forking server's worker) has none of its parent's threads:
+    it starts with no janitor, no open stream and a fresh queue and lock."""
+    global _requests, _lock, _users, _janitor
+    _requests = queue.SimpleQueue()
+    _lock = threading.Lock()
+    _watches.clear()
+    _users = 0
+    _janitor = None
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch - POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def watched(event: threading.Event) -> int:
