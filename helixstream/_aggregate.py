@@ -190,7 +190,11 @@ def _result_of(stream: ChunkStream, stage: AggregateStage) -> Callable[[], Aggre
     def get_result() -> AggregatedStream:
         if core.cancelled:
             stage.mark_cancelled()
-        return stage.result()
+        result = stage.result()
+        if result.error is None and core.close_error is not None:
+            # the source's close() failed or hung: the stream's error all the same
+            result = attrs.evolve(result, error=core.close_error)
+        return result
 
     core.result = get_result
     return get_result

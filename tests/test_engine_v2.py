@@ -391,7 +391,8 @@ def test_close_returns_within_close_timeout_when_the_sources_close_hangs():
     output.close()  # returns although source.close() is still hanging
     assert not source.release.is_set()
     assert output.closed and get_result().cancelled
-    assert isinstance(output._core.close_error, hs.PipelineError)  # noqa: SLF001
+    assert isinstance(get_result().error, hs.PipelineError)
+    assert "close_timeout" in str(get_result().error)
     source.release.set()
 
 
@@ -409,10 +410,11 @@ def test_a_base_exception_from_the_sources_close_does_not_escape_close():
         def close(self) -> None:
             raise Boom
 
-    output, _ = hs.EnhancedStreamer().stream_buffered(Source(), "word")
+    output, get_result = hs.EnhancedStreamer().stream_buffered(Source(), "word")
     next(output)
     output.close()
-    assert isinstance(output._core.close_error, hs.PipelineError)  # noqa: SLF001
+    error = get_result().error
+    assert isinstance(error, hs.PipelineError) and isinstance(error.__cause__, Boom)
 
 
 # --- the redesign's own promises ---------------------------------------------------------------

@@ -168,22 +168,21 @@ class _Core:
     def abandon(self) -> None:
         """The reader let the stream go without closing it (run by the janitor)."""
         self.halt()
-        self.wind_up(self.close_timeout)
+        self.wind_up()
 
-    def wind_up(self, timeout: Optional[float]) -> bool:
-        """Close the pipeline here if no thread is running it. True when it is over."""
+    def wind_up(self) -> None:
+        """Close the pipeline in this thread, unless a thread is inside ``next()``: that
+        thread winds it up itself, woken by ``halt``."""
         if not self.gen_lock.acquire(blocking=False):
-            return False  # the thread inside next() winds it up
+            return
         try:
             gen = self.gen
-            if inspect.getgeneratorstate(gen) == inspect.GEN_CREATED:  # type: ignore[arg-type]
-                gen.close()  # type: ignore[attr-defined]
+            unstarted = inspect.getgeneratorstate(gen) == inspect.GEN_CREATED  # type: ignore[arg-type]
+            gen.close()  # type: ignore[attr-defined]
+            if unstarted:  # closing it ran none of its code: wind up here
                 self._finish_unstarted()
-            else:
-                gen.close()  # type: ignore[attr-defined]
         finally:
             self.gen_lock.release()
-        return True
 
     def _finish_unstarted(self) -> None:
         with self._lock:
@@ -542,7 +541,7 @@ class ChunkStream:
         core = self._core
         if not self._done:
             core.halt()
-            core.wind_up(self._close_timeout)
+            core.wind_up()
         self._over()
 
     def _over(self, join: bool = True) -> None:
