@@ -211,12 +211,15 @@ def aggregate(
     clock: Callable[[], float] = time.monotonic,
     close_timeout: float = 1.0,
     prefetch: bool = False,
+    telemetry: Any = None,
 ) -> Tuple[ChunkStream, Callable[[], AggregatedStream]]:
-    """Run ``source`` through ``stages`` and an aggregation stage."""
+    """Run ``source`` through ``stages`` and an aggregation stage (and, given
+    ``telemetry``, an object with ``stage(aggregate)``, its stage after that one)."""
     stage = AggregateStage(counter, clock)
+    extra = [] if telemetry is None else [telemetry.stage(stage)]
     stream = run_stages(
         source,
-        [*stages, stage],
+        [*stages, stage, *extra],
         stop=stop,
         name=name,
         queue_size=queue_size,

@@ -51,6 +51,7 @@ FILE_KEYS = (
     "close_timeout",
     "prefetch",
     "language",
+    "telemetry",
 )
 
 

@@ -48,6 +48,11 @@ def _check_bool(instance: Any, attribute: "attrs.Attribute[Any]", value: Any) ->
         raise ConfigError(f"{attribute.name!r} must be true or false (got {value!r})")
 
 
+def _check_telemetry(instance: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
+    if value is not None and value != "otel":
+        raise ConfigError(f"'telemetry' must be \"otel\" or none (got {value!r})")
+
+
 def _check_counter(instance: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
     if value is not None and not callable(value):
         raise ConfigError(
@@ -76,12 +81,15 @@ class StreamConfig:
         close_timeout: seconds ``close()`` waits for the stream's threads to end.
         language: ISO 639-1 code of the text's language, for the sentence buffer's
             abbreviations and terminators (``"en"``; see ``docs/guide.md``).
-        prefetch: read the source ahead in a worker thread from the start, up to
-            ``queue_size`` chunks. By default the pipeline runs in the thread that reads
-            the output (no hand-off between threads, which is what lets a process run
-            a thousand streams at once), and a worker thread is started only when one is
-            needed: for ``max_delay`` timers, or when the reader waits with a timeout
-            (``next_within``, as Server-Sent Events keep-alives do).
+        prefetch: read the source ahead in a thread of its own (the pump) from the
+            start, up to ``queue_size`` items. The stages always run in the thread that
+            reads the output; by default it reads the source too (no hand-off between
+            threads, which is what lets a process run a thousand streams at once), and
+            a pump is started only when one is needed: for ``max_delay`` timers, or
+            when the reader waits with a timeout (``next_within``, as Server-Sent
+            Events keep-alives do).
+        telemetry: ``"otel"`` to record OpenTelemetry metrics and a span per stream
+            (``helixstream.integrations.otel``, extra ``otel``), or None.
 
     Assigning a field later is checked the same way.
 
@@ -109,6 +117,7 @@ class StreamConfig:
     )
     close_timeout: float = attrs.field(default=1.0, converter=_close_timeout)
     prefetch: bool = attrs.field(default=False, validator=_check_bool)
+    telemetry: Optional[str] = attrs.field(default=None, validator=_check_telemetry)
     language: str = attrs.field(default="en", converter=check_language)
 
 
@@ -149,9 +158,16 @@ class EnhancedStreamer:
         stop: Any,
         name: str,
         counter: Optional[TokenCounter] = None,
+        telemetry: Any = None,
     ) -> StreamResult:
         check_source(source)
         cfg = self.config
+        if telemetry is None:
+            telemetry = cfg.telemetry
+        if telemetry is not None:  # imported only when asked for: no cost when off
+            from .integrations.otel import telemetry_from
+
+            telemetry = telemetry_from(telemetry)
         return aggregate(
             source,
             stages,
@@ -161,6 +177,7 @@ class EnhancedStreamer:
             queue_size=cfg.queue_size,
             close_timeout=cfg.close_timeout,
             prefetch=cfg.prefetch,
+            telemetry=telemetry,
         )
 
     def stream_buffered(
@@ -212,12 +229,15 @@ class EnhancedStreamer:
         stop: Optional[threading.Event] = None,
         *,
         stages: Sequence[Stage] = (),
+        telemetry: Any = None,
     ) -> StreamResult:
         """Buffer, rate-limit and track the stream, as the config says.
 
         Stages, in order: buffer (``buffer_type``), your own ``stages`` (each a
         :class:`Stage`, given the buffer's units in order), rate limiter (when
-        ``rate_limit`` > 0), progress (when a callback is given), aggregation.
+        ``rate_limit`` > 0), progress (when a callback is given), aggregation, and
+        telemetry (``"otel"`` or an ``OTelTelemetry``, default: the config's
+        ``telemetry``; see ``helixstream.integrations.otel``).
         """
         extra = list(stages)
         for stage in extra:
@@ -234,7 +254,7 @@ class EnhancedStreamer:
         progress = self._progress_stage(callback, counter)
         if progress is not None:
             chain.append(progress)
-        return self._run(input, chain, stop, "enhanced", counter)
+        return self._run(input, chain, stop, "enhanced", counter, telemetry)
 
     def _rate_stage(self, tokens_per_second: Optional[float]) -> Optional[RateLimitStage]:
         cfg = self.config

@@ -527,3 +527,23 @@ def test_a_forked_child_starts_with_no_janitor_and_streams_work_there():
     os.waitpid(pid, 0)
     output.close()
     assert got == b"ok"
+
+
+def test_a_log_record_of_a_stream_carries_its_stream_id(caplog):
+    class Source:
+        def __iter__(self) -> "Source":
+            return self
+
+        def __next__(self) -> str:
+            return "x "
+
+        def close(self) -> None:
+            raise OSError("connection already gone")
+
+    output, _ = hs.EnhancedStreamer().stream_buffered(Source(), "word")
+    next(output)
+    with caplog.at_level("WARNING", logger="helixstream"):
+        output.close()
+    (record,) = [r for r in caplog.records if r.name == "helixstream"]
+    assert record.stream_id == output._core.id  # noqa: SLF001
+    assert f"stream {record.stream_id}" in record.getMessage()

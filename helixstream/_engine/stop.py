@@ -134,7 +134,12 @@ def _run(callback: Callable[[], None]) -> None:
     try:
         callback()
     except BaseException:  # noqa: BLE001 - one failing callback must not stop the others
-        _log.exception("helixstream: a stop callback failed")
+        # a stream's own callbacks are its methods: the record names the stream
+        stream_id = getattr(getattr(callback, "__self__", None), "id", None)
+        _log.exception(
+            "helixstream: a stop callback failed (stream %s)", stream_id,
+            extra={"stream_id": stream_id},
+        )
 
 
 def hold() -> None:

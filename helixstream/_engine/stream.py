@@ -247,7 +247,10 @@ class _Core:
         else:
             err = PipelineError(f"the source's close() raised {type(exc).__name__}: {exc}")
             err.__cause__ = exc
-        _log.warning("helixstream stream %s (%s): %s", self.id, self.name, err)
+        _log.warning(
+            "helixstream stream %s (%s): %s", self.id, self.name, err,
+            extra={"stream_id": self.id},
+        )
         if self.close_error is None:
             self.close_error = err
 
