@@ -31,7 +31,6 @@ import yaml
 
 from ._aggregate import aggregate
 from ._errors import ConfigError
-from ._inputs import check_source
 from ._progress import ProgressCallback
 from ._streamer import EnhancedStreamer, StreamConfig, StreamResult
 
@@ -268,7 +267,6 @@ class OptimizationService:
         chunks) and no progress is reported.
         """
         if not self.settings.enabled:
-            check_source(stream)
             cfg = self.settings.stream
             return aggregate(
                 stream,

@@ -10,7 +10,6 @@ from ._aggregate import AggregatedStream, aggregate
 from ._buffers import BufferType, new_buffer_with_token_threshold
 from ._durations import check_number, parse_duration, parse_seconds
 from ._errors import ConfigError
-from ._inputs import check_source
 from ._progress import ProgressCallback, ProgressStage
 from ._ratelimit import BurstRateLimiter, RateLimiter, RateLimitStage
 from ._engine import ChunkStream
@@ -160,7 +159,6 @@ class EnhancedStreamer:
         counter: Optional[TokenCounter] = None,
         telemetry: Any = None,
     ) -> StreamResult:
-        check_source(source)
         cfg = self.config
         if telemetry is None:
             telemetry = cfg.telemetry
