@@ -34,6 +34,7 @@ from ._progress import (
     throttled_callback,
 )
 from ._ratelimit import BurstRateLimiter, RateLimiter, RateLimitStage, item_cost
+from ._redis_rate import RedisRateLimiter
 from ._engine import ChunkStream, StopSignal
 from ._simulate import SimulatedLLM
 from ._stages import BufferStage, Stage
@@ -76,6 +77,7 @@ __all__ = [
     "ProgressTracker",
     "RateLimitStage",
     "RateLimiter",
+    "RedisRateLimiter",
     "SSEBody",
     "SSEReplay",
     "SSEWriter",

@@ -52,6 +52,14 @@ def _check_telemetry(instance: Any, attribute: "attrs.Attribute[Any]", value: An
         raise ConfigError(f"'telemetry' must be \"otel\" or none (got {value!r})")
 
 
+def _check_limiter(instance: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
+    if value is not None and not callable(getattr(value, "acquire", None)):
+        raise ConfigError(
+            f"'rate_limiter' must be a limiter with acquire(tokens, stop) (a "
+            f"RateLimiter, BurstRateLimiter or RedisRateLimiter) or None (got {value!r})"
+        )
+
+
 def _check_counter(instance: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
     if value is not None and not callable(value):
         raise ConfigError(
@@ -87,6 +95,9 @@ class StreamConfig:
             a pump is started only when one is needed: for ``max_delay`` timers, or
             when the reader waits with a timeout (``next_within``, as Server-Sent
             Events keep-alives do).
+        rate_limiter: a limiter to pace ``stream_enhanced`` and ``stream_with_rate_limit``
+            with instead of one made from ``rate_limit`` and ``burst``: one shared by
+            several streams, or a :class:`RedisRateLimiter` shared by every process.
         telemetry: ``"otel"`` to record OpenTelemetry metrics and a span per stream
             (``helixstream.integrations.otel``, extra ``otel``), or None.
 
@@ -117,6 +128,7 @@ class StreamConfig:
     close_timeout: float = attrs.field(default=1.0, converter=_close_timeout)
     prefetch: bool = attrs.field(default=False, validator=_check_bool)
     telemetry: Optional[str] = attrs.field(default=None, validator=_check_telemetry)
+    rate_limiter: Any = attrs.field(default=None, validator=_check_limiter, eq=False)
     language: str = attrs.field(default="en", converter=check_language)
 
 
@@ -260,6 +272,10 @@ class EnhancedStreamer:
             rate = cfg.rate_limit
         else:
             rate = check_number(tokens_per_second, "tokens_per_second", what="tokens per second")
+        if tokens_per_second is None and cfg.rate_limiter is not None:
+            # a limiter given whole (one shared by several streams, or by several
+            # processes through Redis) sets the rate itself
+            return RateLimitStage(cfg.rate_limiter, counter=cfg.token_counter)
         if not rate:
             return None
         limiter = RateLimiter(rate) if cfg.burst == 0 else BurstRateLimiter(rate, cfg.burst)
