@@ -697,6 +697,7 @@ def from_anthropic(stream: Any) -> SDKSource:
 _BYTES_EOL = re.compile(rb"\r\n|\r|\n")
 _BOM = b"\xef\xbb\xbf"
 _BODY_LIMIT = 64 * 1024  # bytes of an error response's body kept in the message
+_READ_SIZE = 64 * 1024  # the most bytes read from a requests response at a time
 
 #: ``from_sse``'s default ``max_line_bytes`` and ``max_event_bytes``: 1 MiB each.
 DEFAULT_SSE_LIMIT = 1024 * 1024
@@ -914,8 +915,10 @@ class SSESource(_Source):
         if callable(_get(response, "iter_bytes")):  # httpx
             self.detected = self.detected or "raw"
             return response.iter_bytes()  # type: ignore[no-any-return]
-        self.detected = self.detected or "raw"  # requests: pieces as they arrive
-        return response.iter_content(chunk_size=None)  # type: ignore[no-any-return]
+        # requests: pieces as they arrive (each HTTP chunk), at most _READ_SIZE at a time:
+        # with chunk_size=None, urllib3 reads a whole HTTP chunk, however large, at once
+        self.detected = self.detected or "raw"
+        return response.iter_content(chunk_size=_READ_SIZE)  # type: ignore[no-any-return]
 
     def _http_error(self, response: Any, status: int) -> None:
         body = b""

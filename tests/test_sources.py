@@ -677,6 +677,35 @@ def test_sse_an_endless_line_stops_reading_just_past_max_line_bytes(mode: str) -
     assert f"at byte {len(head)}" in str(info.value)
 
 
+class OneHugeChunk:
+    """A requests response's ``raw`` whose body is one HTTP chunk of ``size`` bytes, read
+    as urllib3 reads a chunk: ``amt`` bytes at a time, or all of it when ``amt`` is None."""
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+        self.read = 0
+
+    def stream(self, amt: Optional[int] = None, decode_content: bool = True) -> Iterator[bytes]:
+        while self.left:
+            n = min(amt or self.left, self.left)
+            self.left -= n
+            self.read += n
+            yield b"data: " + b"x" * (n - 6) if self.read == n else b"x" * n
+
+    def close(self) -> None:
+        pass
+
+
+def test_sse_reads_a_requests_response_in_bounded_pieces() -> None:
+    requests = pytest.importorskip("requests")
+    response = requests.models.Response()
+    response.status_code = 200
+    response.raw = raw = OneHugeChunk(16 * 1024 * 1024)
+    with pytest.raises(UpstreamError, match="a line longer than max_line_bytes"):
+        list(from_sse(response, max_line_bytes=100_000))
+    assert raw.read <= 100_000 + 2 * 65536
+
+
 def test_sse_a_line_longer_than_the_limit_in_one_piece_or_one_item() -> None:
     line = "data: " + json.dumps(chat_chunk("x" * 100))
     ok = len(line.encode())
