@@ -657,8 +657,10 @@ def from_openai(stream: Any) -> SDKSource:
     Raises:
         TypeError: ``stream`` is not iterable, or is an ``AsyncStream``.
 
-    While iterating, an ``{"error": ...}`` event raises :class:`UpstreamError`; the
-    SDK's own exceptions (``openai.APIError``, ...) pass through unchanged.
+    While iterating, an ``{"error": ...}`` event, and an event of the wrong shape (a
+    field carrying text or counts of the wrong type, a token count that is not an int
+    from 0 to 10**12), raise :class:`UpstreamError`; the SDK's own exceptions
+    (``openai.APIError``, ...) pass through unchanged.
     """
     return SDKSource(stream, "from_openai(stream)")
 
@@ -1106,8 +1108,15 @@ def from_sse(
               comes out whole; invalid bytes become U+FFFD, as the standard says.
         mode: ``"lines"`` (each item is one line), ``"raw"`` (items are pieces cut
             anywhere) or ``"auto"``: an empty item means lines, an item with a CR or
-            LF in it means raw; until one comes the items are held, and a stream that
-            ends first is read as lines.
+            LF in it means raw; until one comes the items are held (up to
+            ``max_line_bytes``; more is read as raw), and a stream that ends first is
+            read as lines.
+        max_line_bytes: the longest line taken, in bytes, terminator not counted
+            (default 1 MiB). A longer line raises :class:`UpstreamError` as soon as
+            this many bytes of it have arrived: the rest is not read.
+        max_event_bytes: the most data one event may carry, in bytes: its ``data:``
+            values joined with newlines (default 1 MiB); more raises
+            :class:`UpstreamError` before it is kept.
 
     Returns:
         An iterable of the text, then the usage/finish-reason chunk (see
@@ -1121,8 +1130,20 @@ def from_sse(
     or LF line endings, a byte order mark at the start, dispatch on a blank line, an
     unfinished event at the end discarded.
 
-    While iterating, an ``{"error": ...}`` payload, an ``error`` event, data that is
-    not JSON, and an HTTP error status raise :class:`UpstreamError`.
+    While iterating, :class:`UpstreamError` is raised for an ``{"error": ...}``
+    payload or an ``error`` event, an HTTP error status (``.status``, the body in the
+    message), and for what an upstream must not send: data that is not JSON or is
+    nested too deeply, JSON that is not an object, a field that carries text or counts
+    with the wrong type (``{"choices": 5}``), a token count that is not an int from 0
+    to 10**12, a line or an event over its limit. Those errors say what and where:
+    ``.offset`` is the byte offset of the event (or line) in the stream, and the
+    message names it and the response's HTTP status. A ``retry:`` field that is not
+    at most 10 ASCII digits is ignored (:attr:`SSESource.retry` keeps the last valid
+    one), and a lone surrogate in the text (JSON ``"\\ud800"``) becomes U+FFFD.
+
+    Raises:
+        ConfigError: ``mode``, ``max_line_bytes`` or ``max_event_bytes`` is not valid.
+        TypeError: ``source`` is not a response or an iterable of pieces.
     """
     return SSESource(source, mode, max_line_bytes, max_event_bytes)
 
