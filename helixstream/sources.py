@@ -742,6 +742,10 @@ class _TooLarge(Exception):
         self.offset = offset
 
 
+def _line_too_long(limit: int, offset: int) -> _TooLarge:
+    return _TooLarge("line", f"the event stream sent a line longer than max_line_bytes ({limit})", offset)
+
+
 class _ByteLines:
     """Lines from bytes cut anywhere (CRLF, CR or LF), each with its byte offset.
 
@@ -760,10 +764,6 @@ class _ByteLines:
         self._start = 0  # the stream offset of the line being built
         self._limit = limit
 
-    def _too_long(self) -> _TooLarge:
-        message = f"the event stream sent a line longer than max_line_bytes ({self._limit})"
-        return _TooLarge("line", message, self._start)
-
     def feed(self, data: bytes) -> List[Tuple[int, bytes]]:
         if not data:
             return []
@@ -777,6 +777,8 @@ class _ByteLines:
                 self._start += 1
         lines: List[Tuple[int, bytes]] = []
         for match in _BYTES_EOL.finditer(data, begin):
+            if self._size + match.start() - begin > self._limit:
+                raise _line_too_long(self._limit, self._start)  # before copying it
             if self._parts:
                 self._parts.append(data[begin : match.start()])
                 line = b"".join(self._parts)
@@ -784,15 +786,13 @@ class _ByteLines:
                 self._size = 0
             else:
                 line = data[begin : match.start()]
-            if len(line) > self._limit:
-                raise self._too_long()
             lines.append((self._start, line))
             begin = match.end()
             self._start = pos + begin
         if begin < len(data):
             self._size += len(data) - begin
             if self._size > self._limit:
-                raise self._too_long()
+                raise _line_too_long(self._limit, self._start)
             self._parts.append(data[begin:])
         self._skip_lf = data[-1] == 0x0D
         return lines
@@ -971,14 +971,15 @@ class SSESource(_Source):
                 # one line per item (requests' iter_lines()): a terminator left on it (as
                 # iter_lines(delimiter="\n") leaves a CR) is dropped, and several lines in
                 # one item are split; each counts one byte for the terminator it lost
-                if data.endswith(b"\r\n"):
-                    data = data[:-2]
-                elif data.endswith((b"\r", b"\n")):
-                    data = data[:-1]
+                end = len(data) - (2 if data.endswith(b"\r\n") else 1 if data.endswith((b"\r", b"\n")) else 0)
+                if end > limit and data.find(b"\n", 0, end) < 0 and data.find(b"\r", 0, end) < 0:
+                    raise _line_too_long(limit, pos)
+                if end < len(data):
+                    data = data[:end]
                 found = []
                 for line in _BYTES_EOL.split(data) if _has_eol(data) else (data,):
                     if len(line) > limit:
-                        raise _TooLarge("line", f"the event stream sent a line longer than max_line_bytes ({limit})", pos)
+                        raise _line_too_long(limit, pos)
                     found.append((pos, line))
                     pos += len(line) + 1
             out = []
@@ -1050,7 +1051,7 @@ class SSESource(_Source):
                     ) from None
                 if not isinstance(payload, dict):
                     raise UpstreamError(
-                        f"the event stream sent JSON that is not an object: {_describe(payload)} "
+                        f"the event stream sent JSON that is not an object: {stripped[:200]} "
                         f"{where('event', offset)}",
                         payload,
                         offset=offset,
