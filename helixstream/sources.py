@@ -282,7 +282,7 @@ class _Events:
     strings and ignored otherwise. Lone surrogates in text become U+FFFD.
     """
 
-    __slots__ = ("meta", "prompt", "completion", "total", "cache")
+    __slots__ = ("meta", "prompt", "completion", "total", "cache", "_high")
 
     def __init__(self) -> None:
         self.meta: Dict[str, Any] = {}
@@ -290,6 +290,7 @@ class _Events:
         self.completion: Optional[int] = None
         self.total: Optional[int] = None
         self.cache = 0  # Anthropic: cached input tokens, not counted in input_tokens
+        self._high = ""  # a high surrogate that ended the last text: half of a pair?
 
     def feed(self, event: Any) -> List[str]:
         """The text of one event (``[]`` when it has none).
@@ -303,10 +304,35 @@ class _Events:
                 "use from_sse() for a raw event stream"
             )
         out = self._texts(event)
-        for i, text in enumerate(out):
+        if self._high:
+            return self._mend(out)
+        for text in out:
             if not text.isascii():
-                out[i] = _clean(text)
+                return self._mend(out)
         return out
+
+    def _mend(self, texts: List[str]) -> List[str]:
+        """``texts`` with lone surrogates as U+FFFD, and a pair cut between two texts
+        (by a service that cuts text in UTF-16 units) joined into one character."""
+        mended = []
+        for text in texts:
+            if self._high:
+                text = self._high + text
+                self._high = ""
+            if "\ud800" <= text[-1] <= "\udbff":  # a first half: wait for the second
+                self._high = text[-1]
+                text = text[:-1]
+            if _SURROGATE.search(text) is not None:
+                # UTF-16 joins the pairs and replaces what is left alone
+                text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+            if text:
+                mended.append(text)
+        return mended
+
+    def flush(self) -> List[str]:
+        """The text still held at the end: U+FFFD for a first half never completed."""
+        high, self._high = self._high, ""
+        return ["\ufffd"] if high else []
 
     def _texts(self, event: Any) -> List[str]:
         kind = _get(event, "type")
@@ -621,6 +647,7 @@ class SDKSource(_Source):
                 raise UpstreamError(f"the stream sent an event of the wrong shape: {exc}", _plain(event)) from None
             for text in texts:
                 yield text
+        yield from events.flush()
         final = events.final()
         if final is not None:
             yield final
@@ -1075,6 +1102,7 @@ class SSESource(_Source):
                     yield text
         except _TooLarge as exc:
             raise UpstreamError(f"{exc} {where(exc.what, exc.offset)}", None, offset=exc.offset) from None
+        yield from events.flush()
         final = events.final()
         if final is not None:
             yield final

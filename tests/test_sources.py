@@ -889,13 +889,35 @@ def test_sse_usage_counts_up_to_the_bound_and_null_counts_are_taken() -> None:
     "escaped, text",
     [
         ("\\ud800x", "\ufffdx"),
-        ("a\\udfffb\\ud83d", "a\ufffdb\ufffd"),
+        ("a\\udfffb\\udc00", "a\ufffdb\ufffd"),
         ("\\ud83d\\ude42", "\U0001f642"),  # a pair is one character, as it should be
     ],
 )
 def test_sse_a_lone_surrogate_in_a_delta_becomes_a_replacement_character(escaped: str, text: str) -> None:
     body = 'data: {"choices": [{"index": 0, "delta": {"content": "%s"}}]}\n\n' % escaped
     assert texts_and_final(from_sse([body + sse(chat_chunk("!"))]))[0] == [text, "!"]
+
+
+def escaped_deltas(*escaped: str) -> str:
+    return "".join('data: {"choices": [{"index": 0, "delta": {"content": "%s"}}]}\n\n' % e for e in escaped)
+
+
+@pytest.mark.parametrize(
+    "deltas, texts",
+    [
+        # a gateway that cuts text by UTF-16 units may cut a pair in two: it is joined
+        (["a\\ud83d", "\\ude42b"], ["a", "\U0001f642b"]),
+        (["\\ud83d", "\\ude42"], ["\U0001f642"]),
+        # a first half whose second half never comes is U+FFFD, where it was
+        (["a\\ud83d", "b"], ["a", "\ufffdb"]),
+        (["a\\ud83d"], ["a", "\ufffd"]),
+        (["\\ud83d", "\\ud83d", "\\ude42"], ["\ufffd", "\U0001f642"]),
+    ],
+)
+def test_sse_a_surrogate_pair_cut_between_two_deltas_is_one_character(deltas: List[str], texts: List[str]) -> None:
+    texts_got, final = texts_and_final(from_sse([escaped_deltas(*deltas) + sse(chat_chunk(finish="stop"))]))
+    assert texts_got == texts
+    assert final is not None and final.metadata["finish_reason"] == "stop"
 
 
 def test_a_lone_surrogate_does_not_end_an_sse_stream_as_failed() -> None:
@@ -905,3 +927,8 @@ def test_a_lone_surrogate_does_not_end_an_sse_stream_as_failed() -> None:
     raw = b"".join(sse_stream(from_sse([body])))
     assert b"stream_failed" not in raw
     assert "a\ufffdb".encode() in raw and b"event: done" in raw
+
+
+def test_from_openai_mends_surrogates_too() -> None:
+    texts, _ = texts_and_final(from_openai([chat_chunk("a\ud83d"), chat_chunk("\ude42\udc00"), chat_chunk("b\ud83d")]))
+    assert texts == ["a", "\U0001f642\ufffd", "b", "\ufffd"]
