@@ -932,3 +932,11 @@ def test_a_lone_surrogate_does_not_end_an_sse_stream_as_failed() -> None:
 def test_from_openai_mends_surrogates_too() -> None:
     texts, _ = texts_and_final(from_openai([chat_chunk("a\ud83d"), chat_chunk("\ude42\udc00"), chat_chunk("b\ud83d")]))
     assert texts == ["a", "\U0001f642\ufffd", "b", "\ufffd"]
+
+
+def test_upstream_error_keeps_its_offset_through_pickle() -> None:
+    import pickle
+
+    error = UpstreamError("bad event", {"choices": 5}, None, 42)
+    copy = pickle.loads(pickle.dumps(error))
+    assert (str(copy), copy.payload, copy.status, copy.offset) == ("bad event", {"choices": 5}, None, 42)
