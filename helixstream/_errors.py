@@ -67,22 +67,33 @@ class UpstreamError(HelixStreamError):
     """The LLM service reported an error, or its stream is not what it should be.
 
     Raised by the sources in ``helixstream.sources``: for an ``{"error": ...}`` payload
-    or an ``error`` event in the stream, for event data that is not JSON, and for an HTTP
+    or an ``error`` event in the stream, for event data that is not JSON or not of the
+    expected shape, for a line or event over ``from_sse``'s limits, and for an HTTP
     response whose status is an error.
 
     Attributes:
         payload: what the service sent: the parsed JSON payload when it was JSON, else
             the text (None when there was nothing).
         status: the HTTP status code when the error is an HTTP error status, else None.
+        offset: for an error in a Server-Sent Events stream read by ``from_sse``, the
+            byte offset, counted from the first byte of the stream, where the event (or
+            the line) in question starts; else None.
     """
 
-    def __init__(self, message: str, payload: object = None, status: "int | None" = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        payload: object = None,
+        status: "int | None" = None,
+        offset: "int | None" = None,
+    ) -> None:
         super().__init__(message)
         self.payload = payload
         self.status = status
+        self.offset = offset
 
     def __reduce__(self):  # type: ignore[no-untyped-def]
-        return (type(self), (str(self), self.payload, self.status))
+        return (type(self), (str(self), self.payload, self.status, self.offset))
 
 
 class PipelineError(HelixStreamError, RuntimeError):

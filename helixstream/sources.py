@@ -106,7 +106,6 @@ and ``model.generate`` run by ``channel.run`` in a thread::
 """
 from __future__ import annotations
 
-import codecs
 import collections
 import inspect
 import json
@@ -150,7 +149,7 @@ def _get(obj: Any, name: str) -> Any:
     """``obj.name`` or ``obj[name]``; None when it has neither."""
     if obj is None:
         return None
-    if isinstance(obj, Mapping):
+    if type(obj) is dict or isinstance(obj, Mapping):  # dict first: typing.Mapping's check is slow
         return obj.get(name)
     try:
         return getattr(obj, name, None)
@@ -172,8 +171,8 @@ def _error_message(error: Any) -> str:
     if not isinstance(message, str) or not message:
         try:
             message = json.dumps(error, default=str)
-        except (TypeError, ValueError):
-            message = repr(error)
+        except (TypeError, ValueError, RecursionError):
+            message = _describe(error)
     kind = _get(error, "type") if not isinstance(error, str) else None
     code = _get(error, "code") if not isinstance(error, str) else None
     label = kind if isinstance(kind, str) else code if isinstance(code, (str, int)) else None
@@ -191,15 +190,99 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
+# --- checking what the service sent ---------------------------------------------------
+#: The most tokens a usage count may say: more is not a count but a broken upstream.
+MAX_TOKEN_COUNT = 10**12
+
+#: What is not an object (a dict or an SDK object) in an event.
+_NOT_OBJECTS = (str, bytes, bytearray, int, float, list, tuple)
+
+#: A UTF-16 surrogate; in a ``str`` that JSON decoded, it can only be a lone one.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class _Malformed(Exception):
+    """An event of the wrong shape (becomes an :class:`UpstreamError` with its location)."""
+
+
+def _describe(value: Any) -> str:
+    """``int 5``, ``str 'hi'``, ``list of 3``: a value for a message, kept short."""
+    if value is None:
+        return "null"
+    kind = type(value).__name__
+    if isinstance(value, (list, tuple, dict)):
+        return f"{kind} of {len(value)}"
+    if isinstance(value, int) and value.bit_length() > 200:
+        try:
+            text = str(value)
+        except ValueError:  # more digits than str() converts
+            return f"{kind} of about {int(value.bit_length() * 0.30103) + 1} digits"
+        return f"{kind} {text[:8]}... ({len(text.lstrip('-'))} digits)"
+    if isinstance(value, (str, bytes, bytearray, int, float)):
+        text = repr(value)
+        return f"{kind} {text[:60]}..." if len(text) > 60 else f"{kind} {text}"
+    return kind
+
+
+def _obj(value: Any, name: str) -> Any:
+    """``value`` when it is an object (a dict or an SDK object) or None."""
+    if value is not None and isinstance(value, _NOT_OBJECTS):
+        raise _Malformed(f"{name!r} must be an object, got {_describe(value)}")
+    return value
+
+
+def _opt_str(value: Any, name: str) -> Optional[str]:
+    """``value`` when it is a string or None."""
+    if value is not None and not isinstance(value, str):
+        raise _Malformed(f"{name!r} must be a string, got {_describe(value)}")
+    return value
+
+
+def _opt_int(value: Any, name: str) -> Optional[int]:
+    """``value`` when it is an int (not a bool) or None."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise _Malformed(f"{name!r} must be an int, got {_describe(value)}")
+    return value
+
+
+def _count(obj: Any, name: str) -> Optional[int]:
+    """The token count ``obj.name``: None when absent, else an int within bounds."""
+    value = _get(obj, name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TOKEN_COUNT:
+        raise _Malformed(f"{name!r} must be an int from 0 to 10**12, got {_describe(value)}")
+    return value
+
+
+def _word(value: Any) -> Optional[str]:
+    """A metadata word (``finish_reason``, ``model``, ``id``): kept when a non-empty string."""
+    if isinstance(value, str) and value:
+        return _clean(value)
+    return None
+
+
+def _clean(text: str) -> str:
+    """``text`` with each lone surrogate (from a JSON ``"\\ud800"``) as U+FFFD."""
+    if text.isascii() or _SURROGATE.search(text) is None:
+        return text
+    return _SURROGATE.sub("\ufffd", text)
+
+
 class _Events:
     """Turns the events of an LLM stream into text and a final metadata chunk.
 
     It understands, by their shape, OpenAI chat completion chunks (and legacy
     completion chunks), OpenAI Responses events, Anthropic Messages events and
     llama.cpp's native ``/completion`` events, given as SDK objects or dicts.
+
+    What carries text or counts is checked: a field of the wrong type raises
+    ``_Malformed``, a token count must be an int from 0 to :data:`MAX_TOKEN_COUNT`.
+    The metadata words (``finish_reason``, ``model``, ``id``) are kept when they are
+    strings and ignored otherwise. Lone surrogates in text become U+FFFD.
     """
 
-    __slots__ = ("meta", "prompt", "completion", "total", "cache")
+    __slots__ = ("meta", "prompt", "completion", "total", "cache", "_high")
 
     def __init__(self) -> None:
         self.meta: Dict[str, Any] = {}
@@ -207,14 +290,51 @@ class _Events:
         self.completion: Optional[int] = None
         self.total: Optional[int] = None
         self.cache = 0  # Anthropic: cached input tokens, not counted in input_tokens
+        self._high = ""  # a high surrogate that ended the last text: half of a pair?
 
     def feed(self, event: Any) -> List[str]:
-        """The text of one event (``[]`` when it has none); raises ``UpstreamError``."""
+        """The text of one event (``[]`` when it has none).
+
+        Raises ``UpstreamError`` for an error the event reports, ``_Malformed`` for an
+        event of the wrong shape.
+        """
         if isinstance(event, (str, bytes, bytearray)):
             raise TypeError(
                 f"expected an event object or dict, got {type(event).__name__}: "
                 "use from_sse() for a raw event stream"
             )
+        out = self._texts(event)
+        if self._high:
+            return self._mend(out)
+        for text in out:
+            if not text.isascii():
+                return self._mend(out)
+        return out
+
+    def _mend(self, texts: List[str]) -> List[str]:
+        """``texts`` with lone surrogates as U+FFFD, and a pair cut between two texts
+        (by a service that cuts text in UTF-16 units) joined into one character."""
+        mended = []
+        for text in texts:
+            if self._high:
+                text = self._high + text
+                self._high = ""
+            if "\ud800" <= text[-1] <= "\udbff":  # a first half: wait for the second
+                self._high = text[-1]
+                text = text[:-1]
+            if _SURROGATE.search(text) is not None:
+                # UTF-16 joins the pairs and replaces what is left alone
+                text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+            if text:
+                mended.append(text)
+        return mended
+
+    def flush(self) -> List[str]:
+        """The text still held at the end: U+FFFD for a first half never completed."""
+        high, self._high = self._high, ""
+        return ["\ufffd"] if high else []
+
+    def _texts(self, event: Any) -> List[str]:
         kind = _get(event, "type")
         if isinstance(kind, str):
             if kind.startswith("response."):
@@ -235,31 +355,38 @@ class _Events:
     # OpenAI chat completions (and legacy completions) -------------------------------
     def _chat(self, event: Any, choices: Any) -> List[str]:
         out: List[str] = []
-        for choice in choices or ():
-            index = _get(choice, "index")
+        if choices is not None and not isinstance(choices, (list, tuple)):
+            raise _Malformed(f"'choices' must be a list, got {_describe(choices)}")
+        for number, choice in enumerate(choices or ()):
+            if choice is None or isinstance(choice, _NOT_OBJECTS):
+                raise _Malformed(f"'choices[{number}]' must be an object, got {_describe(choice)}")
+            index = _opt_int(_get(choice, "index"), "index")
             if index not in (None, 0):
                 continue  # n > 1: the first choice only
-            delta = _get(choice, "delta")
-            text = _get(delta, "content") if delta is not None else _get(choice, "text")
-            if isinstance(text, str) and text:
+            delta = _obj(_get(choice, "delta"), "delta")
+            if delta is not None:
+                text = _opt_str(_get(delta, "content"), "content")
+            else:
+                text = _opt_str(_get(choice, "text"), "text")
+            if text:
                 out.append(text)
-            finish = _get(choice, "finish_reason")
-            if isinstance(finish, str) and finish:
+            finish = _word(_get(choice, "finish_reason"))
+            if finish is not None:
                 self.meta["finish_reason"] = finish
         self._ids(event)
-        usage = _get(event, "usage")
+        usage = _obj(_get(event, "usage"), "usage")
         if usage is not None:
             self._usage(
-                _int(_get(usage, "prompt_tokens")),
-                _int(_get(usage, "completion_tokens")),
-                _int(_get(usage, "total_tokens")),
+                _count(usage, "prompt_tokens"),
+                _count(usage, "completion_tokens"),
+                _count(usage, "total_tokens"),
             )
         return out
 
     def _ids(self, obj: Any) -> None:
         for key in ("model", "id"):
-            value = _get(obj, key)
-            if isinstance(value, str) and value:
+            value = _word(_get(obj, key))
+            if value is not None:
                 self.meta[key] = value
 
     def _usage(self, prompt: Optional[int], completion: Optional[int], total: Optional[int] = None) -> None:
@@ -273,10 +400,10 @@ class _Events:
     # OpenAI Responses -------------------------------------------------------------
     def _responses(self, kind: str, event: Any) -> List[str]:
         if kind == "response.output_text.delta":
-            text = _get(event, "delta")
-            return [text] if isinstance(text, str) and text else []
+            text = _opt_str(_get(event, "delta"), "delta")
+            return [text] if text else []
         if kind in ("response.completed", "response.incomplete", "response.failed", "response.created"):
-            response = _get(event, "response")
+            response = _obj(_get(event, "response"), "response")
             self._ids(response)
             if kind == "response.failed":
                 error = _get(response, "error")
@@ -285,17 +412,17 @@ class _Events:
                     _plain(event),
                 )
             if kind != "response.created":
-                reason = _get(_get(response, "incomplete_details"), "reason")
+                reason = _get(_obj(_get(response, "incomplete_details"), "incomplete_details"), "reason")
                 status = _get(response, "status")
-                finish = reason if isinstance(reason, str) else status
-                if isinstance(finish, str):
+                finish = _word(reason) or _word(status)
+                if finish is not None:
                     self.meta["finish_reason"] = finish
-            usage = _get(response, "usage")
+            usage = _obj(_get(response, "usage"), "usage")
             if usage is not None:
                 self._usage(
-                    _int(_get(usage, "input_tokens")),
-                    _int(_get(usage, "output_tokens")),
-                    _int(_get(usage, "total_tokens")),
+                    _count(usage, "input_tokens"),
+                    _count(usage, "output_tokens"),
+                    _count(usage, "total_tokens"),
                 )
         elif kind == "response.error":
             raise UpstreamError(f"the LLM service reported an error: {_error_message(event)}", _plain(event))
@@ -304,20 +431,22 @@ class _Events:
     # Anthropic Messages -----------------------------------------------------------
     def _anthropic(self, kind: str, event: Any) -> List[str]:
         if kind == "content_block_delta":
-            delta = _get(event, "delta")
+            delta = _obj(_get(event, "delta"), "delta")
             if _get(delta, "type") == "text_delta":
                 text = _get(delta, "text")
-                return [text] if isinstance(text, str) and text else []
+                if not isinstance(text, str):
+                    raise _Malformed(f"'text' must be a string, got {_describe(text)}")
+                return [text] if text else []
             return []
         if kind == "message_start":
-            message = _get(event, "message")
+            message = _obj(_get(event, "message"), "message")
             self._ids(message)
-            self._anthropic_usage(_get(message, "usage"))
+            self._anthropic_usage(_obj(_get(message, "usage"), "usage"))
         elif kind == "message_delta":
-            reason = _get(_get(event, "delta"), "stop_reason")
-            if isinstance(reason, str):
+            reason = _word(_get(_obj(_get(event, "delta"), "delta"), "stop_reason"))
+            if reason is not None:
                 self.meta["finish_reason"] = reason
-            self._anthropic_usage(_get(event, "usage"))
+            self._anthropic_usage(_obj(_get(event, "usage"), "usage"))
         elif kind == "error":
             error = _get(event, "error")
             raise UpstreamError(
@@ -329,24 +458,23 @@ class _Events:
     def _anthropic_usage(self, usage: Any) -> None:
         if usage is None:
             return
-        given = _int(_get(usage, "input_tokens"))
-        cache = [_int(_get(usage, key)) for key in ("cache_creation_input_tokens", "cache_read_input_tokens")]
+        given = _count(usage, "input_tokens")
+        cache = [_count(usage, key) for key in ("cache_creation_input_tokens", "cache_read_input_tokens")]
         if any(n is not None for n in cache):
             self.cache = sum(n for n in cache if n is not None)
         if given is not None:
             self.prompt = given
-        output = _int(_get(usage, "output_tokens"))
+        output = _count(usage, "output_tokens")
         if output is not None:
             self.completion = output  # cumulative: the last one is the total
 
     # llama.cpp native --------------------------------------------------------------
     def _llamacpp(self, event: Any, content: str) -> List[str]:
         if _get(event, "stop") is True:
-            self._usage(_int(_get(event, "tokens_evaluated")), _int(_get(event, "tokens_predicted")))
-            reason = _get(event, "stop_type")
-            self.meta["finish_reason"] = reason if isinstance(reason, str) and reason else "stop"
-            model = _get(event, "model")
-            if isinstance(model, str) and model:
+            self._usage(_count(event, "tokens_evaluated"), _count(event, "tokens_predicted"))
+            self.meta["finish_reason"] = _word(_get(event, "stop_type")) or "stop"
+            model = _word(_get(event, "model"))
+            if model is not None:
                 self.meta["model"] = model
         return [content] if content else []
 
@@ -513,8 +641,13 @@ class SDKSource(_Source):
         events = _Events()
         feed = events.feed
         for event in stream:
-            for text in feed(event):
+            try:
+                texts = feed(event)
+            except _Malformed as exc:
+                raise UpstreamError(f"the stream sent an event of the wrong shape: {exc}", _plain(event)) from None
+            for text in texts:
                 yield text
+        yield from events.flush()
         final = events.final()
         if final is not None:
             yield final
@@ -551,8 +684,10 @@ def from_openai(stream: Any) -> SDKSource:
     Raises:
         TypeError: ``stream`` is not iterable, or is an ``AsyncStream``.
 
-    While iterating, an ``{"error": ...}`` event raises :class:`UpstreamError`; the
-    SDK's own exceptions (``openai.APIError``, ...) pass through unchanged.
+    While iterating, an ``{"error": ...}`` event, and an event of the wrong shape (a
+    field carrying text or counts of the wrong type, a token count that is not an int
+    from 0 to 10**12), raise :class:`UpstreamError`; the SDK's own exceptions
+    (``openai.APIError``, ...) pass through unchanged.
     """
     return SDKSource(stream, "from_openai(stream)")
 
@@ -588,8 +723,20 @@ def from_anthropic(stream: Any) -> SDKSource:
 
 
 # --- Server-Sent Events -----------------------------------------------------------------
-_EOL = re.compile(r"\r\n|\r|\n")
+_BYTES_EOL = re.compile(rb"\r\n|\r|\n")
+_BOM = b"\xef\xbb\xbf"
 _BODY_LIMIT = 64 * 1024  # bytes of an error response's body kept in the message
+_READ_SIZE = 64 * 1024  # the most bytes read from a requests response at a time
+
+#: ``from_sse``'s default ``max_line_bytes`` and ``max_event_bytes``: 1 MiB each.
+DEFAULT_SSE_LIMIT = 1024 * 1024
+
+#: A ``retry:`` value of more digits is ignored: no reconnection time is that long
+#: (10 digits of milliseconds are 115 days), and ``int()`` refuses over 4,300 digits.
+_RETRY_DIGITS = 10
+
+#: One line of the stream: its byte offset, its text, and its length in bytes.
+_Line = Tuple[int, str, int]
 
 
 def _has_eol(piece: Any) -> bool:
@@ -599,77 +746,143 @@ def _has_eol(piece: Any) -> bool:
     return b"\n" in data or b"\r" in data
 
 
+def _utf8(text: str) -> bytes:
+    """``text`` as UTF-8; a lone surrogate in it becomes U+FFFD."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text).encode("utf-8")
+
+
+def _check_limit(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name!r} must be an int >= 1 (got {value!r})")
+    return value
+
+
+class _TooLarge(Exception):
+    """A line or an event over its limit (becomes an :class:`UpstreamError`)."""
+
+    def __init__(self, what: str, message: str, offset: int) -> None:
+        super().__init__(message)
+        self.what = what  # "line" or "event"
+        self.offset = offset
+
+
+def _line_too_long(limit: int, offset: int) -> _TooLarge:
+    return _TooLarge("line", f"the event stream sent a line longer than max_line_bytes ({limit})", offset)
+
+
+class _ByteLines:
+    """Lines from bytes cut anywhere (CRLF, CR or LF), each with its byte offset.
+
+    The line being built is held until its end arrives; once it is longer than
+    ``limit`` bytes, :class:`_TooLarge` is raised at once, so at most ``limit`` bytes
+    and one piece are ever held.
+    """
+
+    __slots__ = ("_parts", "_size", "_skip_lf", "_pos", "_start", "_limit")
+
+    def __init__(self, limit: int) -> None:
+        self._parts: List[bytes] = []  # the line being built
+        self._size = 0  # bytes in _parts
+        self._skip_lf = False  # the last piece ended with CR: an LF next belongs to it
+        self._pos = 0  # the stream offset of the next piece
+        self._start = 0  # the stream offset of the line being built
+        self._limit = limit
+
+    def feed(self, data: bytes) -> List[Tuple[int, bytes]]:
+        if not data:
+            return []
+        pos = self._pos
+        self._pos = pos + len(data)
+        begin = 0
+        if self._skip_lf:
+            self._skip_lf = False
+            if data[0] == 0x0A:
+                begin = 1
+                self._start += 1
+        lines: List[Tuple[int, bytes]] = []
+        for match in _BYTES_EOL.finditer(data, begin):
+            if self._size + match.start() - begin > self._limit:
+                raise _line_too_long(self._limit, self._start)  # before copying it
+            if self._parts:
+                self._parts.append(data[begin : match.start()])
+                line = b"".join(self._parts)
+                self._parts = []
+                self._size = 0
+            else:
+                line = data[begin : match.start()]
+            lines.append((self._start, line))
+            begin = match.end()
+            self._start = pos + begin
+        if begin < len(data):
+            self._size += len(data) - begin
+            if self._size > self._limit:
+                raise _line_too_long(self._limit, self._start)
+            self._parts.append(data[begin:])
+        self._skip_lf = data[-1] == 0x0D
+        return lines
+
+
 class _EventStreamParser:
-    """The WHATWG event-stream interpretation of lines: fields, comments, dispatch."""
+    """The WHATWG event-stream interpretation of lines: fields, comments, dispatch.
 
-    __slots__ = ("_data", "_event", "last_event_id", "retry")
+    The data of one event (its ``data:`` values joined with newlines) may be at most
+    ``limit`` bytes: more raises :class:`_TooLarge` before it is kept.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_data", "_size", "_event", "_start", "_limit", "last_event_id", "retry")
+
+    def __init__(self, limit: int = DEFAULT_SSE_LIMIT) -> None:
         self._data: List[str] = []
+        self._size = 0  # bytes of the event's data, newlines included
         self._event = ""
+        self._start = -1  # the stream offset of the event's first line
+        self._limit = limit
         self.last_event_id = ""
         self.retry: Optional[int] = None
 
-    def line(self, line: str) -> Optional[Tuple[str, str]]:
-        """Process one line; return ``(event type, data)`` when it dispatches an event."""
+    def line(self, offset: int, line: str, nbytes: int) -> Optional[Tuple[str, str, int]]:
+        """Process one line (``nbytes`` long, at ``offset``); return ``(event type, data,
+        offset of the event)`` when it dispatches an event."""
         if not line:
+            start, self._start = self._start, -1
             if not self._data:
                 self._event = ""
                 return None
-            event = (self._event or "message", "\n".join(self._data))
+            event = (self._event or "message", "\n".join(self._data), start)
             self._data = []
+            self._size = 0
             self._event = ""
             return event
+        if self._start < 0:
+            self._start = offset
         if line[0] == ":":
             return None  # a comment (keep-alive)
         name, colon, value = line.partition(":")
         if colon and value[:1] == " ":
             value = value[1:]
         if name == "data":
+            # the field name, colon and space are ASCII: the rest of the line's bytes is the value
+            size = self._size + nbytes - (len(line) - len(value)) + (1 if self._data else 0)
+            if size > self._limit:
+                raise _TooLarge(
+                    "event",
+                    f"the event stream sent an event larger than max_event_bytes ({self._limit})", self._start
+                )
             self._data.append(value)
+            self._size = size
         elif name == "event":
             self._event = value
         elif name == "id":
             if "\0" not in value:
                 self.last_event_id = value
         elif name == "retry":
-            if value.isascii() and value.isdigit():
+            # WHATWG: ASCII digits only, else ignored; and no more digits than is reasonable
+            if len(value) <= _RETRY_DIGITS and value.isascii() and value.isdigit():
                 self.retry = int(value)
         return None
-
-
-class _RawLines:
-    """Lines from text cut anywhere (terminators included): CRLF, CR or LF."""
-
-    __slots__ = ("_parts", "_skip_lf")
-
-    def __init__(self) -> None:
-        self._parts: List[str] = []  # the line being built
-        self._skip_lf = False  # the last piece ended with CR: an LF next belongs to it
-
-    def feed(self, text: str) -> List[str]:
-        if self._skip_lf and text:
-            self._skip_lf = False
-            if text[0] == "\n":
-                text = text[1:]
-        if "\n" not in text and "\r" not in text:
-            if text:
-                self._parts.append(text)
-            return []
-        lines = []
-        start = 0
-        for match in _EOL.finditer(text):
-            piece = text[start : match.start()]
-            if self._parts:
-                self._parts.append(piece)
-                piece = "".join(self._parts)
-                self._parts = []
-            lines.append(piece)
-            start = match.end()
-        if start < len(text):
-            self._parts.append(text[start:])
-        self._skip_lf = text.endswith("\r")
-        return lines
 
 
 class SSESource(_Source):
@@ -679,13 +892,23 @@ class SSESource(_Source):
     Attributes:
         mode: ``"auto"``, ``"lines"`` or ``"raw"`` as given; :attr:`detected` tells
             what ``"auto"`` decided (None until it has).
+        max_line_bytes: the longest line taken, in bytes.
+        max_event_bytes: the most data one event may carry, in bytes.
     """
 
     MODES = ("auto", "lines", "raw")
 
-    def __init__(self, source: Any, mode: str = "auto") -> None:
+    def __init__(
+        self,
+        source: Any,
+        mode: str = "auto",
+        max_line_bytes: int = DEFAULT_SSE_LIMIT,
+        max_event_bytes: int = DEFAULT_SSE_LIMIT,
+    ) -> None:
         if mode not in self.MODES:
             raise ConfigError(f"'mode' must be one of {', '.join(self.MODES)} (got {mode!r})")
+        self.max_line_bytes = _check_limit("max_line_bytes", max_line_bytes)
+        self.max_event_bytes = _check_limit("max_event_bytes", max_event_bytes)
         response = None
         if callable(_get(source, "iter_bytes")) or callable(_get(source, "iter_content")):
             response = source
@@ -696,27 +919,35 @@ class SSESource(_Source):
             )
         super().__init__(source)
         self._response = response
+        self._status: Optional[int] = None  # the response's HTTP status, once known
         self.mode = mode
         self.detected: Optional[str] = None if mode == "auto" else mode
-        self._parser = _EventStreamParser()
+        self._parser = _EventStreamParser(self.max_event_bytes)
 
     @property
     def last_event_id(self) -> str:
         """The last ``id:`` the stream set (``""`` when none)."""
         return self._parser.last_event_id
 
+    @property
+    def retry(self) -> Optional[int]:
+        """The last valid ``retry:`` the stream set, in milliseconds (None when none)."""
+        return self._parser.retry
+
     def _pieces(self) -> Iterable[Any]:
         response = self._response
         if response is None:
             return self._stream  # type: ignore[no-any-return]
-        status = _int(_get(response, "status_code"))
+        status = self._status = _int(_get(response, "status_code"))
         if status is not None and status >= 400:
             self._http_error(response, status)
         if callable(_get(response, "iter_bytes")):  # httpx
             self.detected = self.detected or "raw"
             return response.iter_bytes()  # type: ignore[no-any-return]
-        self.detected = self.detected or "raw"  # requests: pieces as they arrive
-        return response.iter_content(chunk_size=None)  # type: ignore[no-any-return]
+        # requests: pieces as they arrive (each HTTP chunk), at most _READ_SIZE at a time:
+        # with chunk_size=None, urllib3 reads a whole HTTP chunk, however large, at once
+        self.detected = self.detected or "raw"
+        return response.iter_content(chunk_size=_READ_SIZE)  # type: ignore[no-any-return]
 
     def _http_error(self, response: Any, status: int) -> None:
         body = b""
@@ -732,104 +963,157 @@ class SSESource(_Source):
         payload: Any = text
         try:
             payload = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deeply: keep the text
             pass
         detail = _error_message(payload["error"]) if isinstance(payload, dict) and "error" in payload else text.strip()
-        raise UpstreamError(f"HTTP {status}: {detail or 'no body'}", payload, status)
+        raise UpstreamError(f"HTTP {status}: {detail[:_BODY_LIMIT] or 'no body'}", payload, status)
 
-    def _lines(self) -> Iterator[str]:
+    def _where(self, what: str, offset: int) -> str:
+        """``(event at byte 120 of an HTTP 200 response)``: for an error message."""
+        status = f" of an HTTP {self._status} response" if self._status is not None else ""
+        return f"({what} at byte {offset}{status})"
+
+    def _lines(self) -> Iterator[_Line]:
         """The lines of the stream, whatever the shape of its pieces."""
         pieces = iter(self._pieces())
         mode = self.detected
-        held: List[Any] = []
-        decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        raw = _RawLines()
-        first = True
+        held: List[bytes] = []
+        held_size = 0
+        limit = self.max_line_bytes
+        splitter = _ByteLines(limit)
+        pos = 0  # lines mode: the stream offset of the next item
 
-        def lines_of(piece: Any, mode: str, final: bool = False) -> List[str]:
-            nonlocal first
+        def as_bytes(piece: Any) -> bytes:
+            if isinstance(piece, (bytes, bytearray, memoryview)):
+                return bytes(piece)
             if isinstance(piece, str):
-                text = piece
-            elif isinstance(piece, (bytes, bytearray, memoryview)):
-                text = decoder.decode(bytes(piece), final) if mode == "raw" else bytes(piece).decode("utf-8", "replace")
-            else:
-                raise TypeError(f"from_sse() got a {type(piece).__name__} item; expected str or bytes")
-            if first and text:
-                first = False
-                if text[0] == "\ufeff":
-                    text = text[1:]
+                return _utf8(piece)
+            raise TypeError(f"from_sse() got a {type(piece).__name__} item; expected str or bytes")
+
+        def lines_of(data: bytes, mode: str) -> List[_Line]:
+            nonlocal pos
             if mode == "raw":
-                return raw.feed(text)
-            # one line per piece (requests' iter_lines()); a terminator left on it (as
-            # iter_lines(delimiter="\n") leaves a CR) is dropped, and several lines in
-            # one piece are split
-            if text.endswith("\r\n"):
-                text = text[:-2]
-            elif text.endswith(("\r", "\n")):
-                text = text[:-1]
-            return _EOL.split(text) if _has_eol(text) else [text]
+                found = splitter.feed(data)
+            else:
+                # one line per item (requests' iter_lines()): a terminator left on it (as
+                # iter_lines(delimiter="\n") leaves a CR) is dropped, and several lines in
+                # one item are split; each counts one byte for the terminator it lost
+                end = len(data) - (2 if data.endswith(b"\r\n") else 1 if data.endswith((b"\r", b"\n")) else 0)
+                if end > limit and data.find(b"\n", 0, end) < 0 and data.find(b"\r", 0, end) < 0:
+                    raise _line_too_long(limit, pos)
+                if end < len(data):
+                    data = data[:end]
+                found = []
+                for line in _BYTES_EOL.split(data) if _has_eol(data) else (data,):
+                    if len(line) > limit:
+                        raise _line_too_long(limit, pos)
+                    found.append((pos, line))
+                    pos += len(line) + 1
+            out = []
+            for start, line in found:
+                if start == 0 and line.startswith(_BOM):
+                    line = line[3:]
+                out.append((start, line.decode("utf-8", "replace"), len(line)))
+            return out
 
         for piece in pieces:
+            data = as_bytes(piece)
             if mode is None:
-                if not isinstance(piece, (str, bytes, bytearray, memoryview)):
-                    raise TypeError(f"from_sse() got a {type(piece).__name__} item; expected str or bytes")
-                if len(piece) == 0:
+                if not data:
                     mode = "lines"
-                elif _has_eol(piece):
+                elif _has_eol(data):
                     mode = "raw"
                 else:
-                    held.append(piece)
-                    continue
+                    held.append(data)
+                    held_size += len(data)
+                    if held_size <= self.max_line_bytes:
+                        continue
+                    mode = "raw"  # as much as a line may hold, and no line ending yet
+                    data = b""
                 self.detected = mode
                 for old in held:
                     yield from lines_of(old, mode)
                 held = []
-            yield from lines_of(piece, mode)
+            yield from lines_of(data, mode)
         if mode is None:  # ended before telling: lines (each piece whole) is all that fits
             mode = self.detected = "lines"
             for old in held:
                 yield from lines_of(old, mode)
-        if mode == "raw":
-            yield from raw.feed(decoder.decode(b"", True))
         # an unfinished line at the end is discarded (WHATWG)
 
-    def _events(self) -> Iterator[Tuple[str, str]]:
-        """The ``(event type, data)`` of each event dispatched by a blank line."""
+    def _events(self) -> Iterator[Tuple[str, str, int]]:
+        """The ``(event type, data, byte offset)`` of each event dispatched by a blank line."""
         parse = self._parser.line
-        for line in self._lines():
-            event = parse(line)
+        for offset, line, nbytes in self._lines():
+            event = parse(offset, line, nbytes)
             if event is not None:
                 yield event
 
     def _items(self) -> Iterator[SourceItem]:
         events = _Events()
         feed = events.feed
-        for kind, data in self._events():
-            stripped = data.strip()
-            if stripped == "[DONE]":
-                break
-            if not stripped:
-                continue  # an empty event (a keep-alive)
-            try:
-                payload = json.loads(data)
-            except ValueError:
-                if kind == "error":
-                    raise UpstreamError(f"the LLM service reported an error: {stripped[:500]}", data) from None
-                raise UpstreamError(
-                    f"the event stream sent data that is not JSON: {stripped[:200]!r}", data
-                ) from None
-            if not isinstance(payload, dict):
-                raise UpstreamError(f"the event stream sent JSON that is not an object: {stripped[:200]}", payload)
-            if kind == "error" and "error" not in payload and payload.get("type") != "error":
-                raise UpstreamError(f"the LLM service reported an error: {_error_message(payload)}", payload)
-            for text in feed(payload):
-                yield text
+        where = self._where
+        try:
+            for kind, data, offset in self._events():
+                stripped = data.strip()
+                if stripped == "[DONE]":
+                    break
+                if not stripped:
+                    continue  # an empty event (a keep-alive)
+                try:
+                    payload = json.loads(data)
+                except RecursionError:
+                    raise UpstreamError(
+                        f"the event stream sent JSON nested too deeply {where('event', offset)}", data, offset=offset
+                    ) from None
+                except ValueError:
+                    if kind == "error":
+                        raise UpstreamError(
+                            f"the LLM service reported an error: {stripped[:500]}", data, offset=offset
+                        ) from None
+                    raise UpstreamError(
+                        f"the event stream sent data that is not JSON: {stripped[:200]!r} {where('event', offset)}",
+                        data,
+                        offset=offset,
+                    ) from None
+                if not isinstance(payload, dict):
+                    raise UpstreamError(
+                        f"the event stream sent JSON that is not an object: {stripped[:200]} "
+                        f"{where('event', offset)}",
+                        payload,
+                        offset=offset,
+                    )
+                if kind == "error" and "error" not in payload and payload.get("type") != "error":
+                    raise UpstreamError(
+                        f"the LLM service reported an error: {_error_message(payload)}", payload, offset=offset
+                    )
+                try:
+                    texts = feed(payload)
+                except _Malformed as exc:
+                    raise UpstreamError(
+                        f"the event stream sent an event of the wrong shape: {exc} {where('event', offset)}",
+                        payload,
+                        offset=offset,
+                    ) from None
+                except UpstreamError as exc:  # an error the service reports
+                    exc.offset = offset
+                    raise
+                for text in texts:
+                    yield text
+        except _TooLarge as exc:
+            raise UpstreamError(f"{exc} {where(exc.what, exc.offset)}", None, offset=exc.offset) from None
+        yield from events.flush()
         final = events.final()
         if final is not None:
             yield final
 
 
-def from_sse(source: Any, mode: str = "auto") -> SSESource:
+def from_sse(
+    source: Any,
+    mode: str = "auto",
+    max_line_bytes: int = DEFAULT_SSE_LIMIT,
+    max_event_bytes: int = DEFAULT_SSE_LIMIT,
+) -> SSESource:
     """The text of a raw OpenAI-compatible event stream, as a helixstream source.
 
     For servers spoken to over plain HTTP (Ollama, vLLM, llama.cpp, LM Studio, a
@@ -853,8 +1137,15 @@ def from_sse(source: Any, mode: str = "auto") -> SSESource:
               comes out whole; invalid bytes become U+FFFD, as the standard says.
         mode: ``"lines"`` (each item is one line), ``"raw"`` (items are pieces cut
             anywhere) or ``"auto"``: an empty item means lines, an item with a CR or
-            LF in it means raw; until one comes the items are held, and a stream that
-            ends first is read as lines.
+            LF in it means raw; until one comes the items are held (up to
+            ``max_line_bytes``; more is read as raw), and a stream that ends first is
+            read as lines.
+        max_line_bytes: the longest line taken, in bytes, terminator not counted
+            (default 1 MiB). A longer line raises :class:`UpstreamError` as soon as
+            this many bytes of it have arrived: the rest is not read.
+        max_event_bytes: the most data one event may carry, in bytes: its ``data:``
+            values joined with newlines (default 1 MiB); more raises
+            :class:`UpstreamError` before it is kept.
 
     Returns:
         An iterable of the text, then the usage/finish-reason chunk (see
@@ -868,10 +1159,22 @@ def from_sse(source: Any, mode: str = "auto") -> SSESource:
     or LF line endings, a byte order mark at the start, dispatch on a blank line, an
     unfinished event at the end discarded.
 
-    While iterating, an ``{"error": ...}`` payload, an ``error`` event, data that is
-    not JSON, and an HTTP error status raise :class:`UpstreamError`.
+    While iterating, :class:`UpstreamError` is raised for an ``{"error": ...}``
+    payload or an ``error`` event, an HTTP error status (``.status``, the body in the
+    message), and for what an upstream must not send: data that is not JSON or is
+    nested too deeply, JSON that is not an object, a field that carries text or counts
+    with the wrong type (``{"choices": 5}``), a token count that is not an int from 0
+    to 10**12, a line or an event over its limit. Those errors say what and where:
+    ``.offset`` is the byte offset of the event (or line) in the stream, and the
+    message names it and the response's HTTP status. A ``retry:`` field that is not
+    at most 10 ASCII digits is ignored (:attr:`SSESource.retry` keeps the last valid
+    one), and a lone surrogate in the text (JSON ``"\\ud800"``) becomes U+FFFD.
+
+    Raises:
+        ConfigError: ``mode``, ``max_line_bytes`` or ``max_event_bytes`` is not valid.
+        TypeError: ``source`` is not a response or an iterable of pieces.
     """
-    return SSESource(source, mode)
+    return SSESource(source, mode, max_line_bytes, max_event_bytes)
 
 
 # --- push-style producers --------------------------------------------------------------

@@ -630,3 +630,313 @@ def test_channel_checks_its_arguments() -> None:
 
 def test_sources_are_sse_sources() -> None:
     assert isinstance(from_sse([]), SSESource)
+
+
+# --- from_sse: an upstream that is not to be trusted ------------------------------------
+class EndlessPieces:
+    """An iterable of ``head`` and then ``piece`` forever; counts what was read."""
+
+    def __init__(self, head: bytes, piece: bytes) -> None:
+        self.head = head
+        self.piece = piece
+        self.read = 0  # bytes handed out
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.read += len(self.head)
+        yield self.head
+        while True:
+            self.read += len(self.piece)
+            yield self.piece
+
+
+@pytest.mark.parametrize("name", ["max_line_bytes", "max_event_bytes"])
+@pytest.mark.parametrize("value", [0, -1, True, 1.5, "1024", None])
+def test_sse_limits_must_be_positive_ints(name: str, value: Any) -> None:
+    with pytest.raises(hs.ConfigError, match=f"'{name}' must be an int >= 1") as info:
+        from_sse([], **{name: value})
+    assert isinstance(info.value, ValueError)
+
+
+def test_sse_limits_default_to_one_mebibyte() -> None:
+    source = from_sse([])
+    assert source.max_line_bytes == source.max_event_bytes == 1024 * 1024
+
+
+@pytest.mark.parametrize("mode", ["auto", "raw"])
+def test_sse_an_endless_line_stops_reading_just_past_max_line_bytes(mode: str) -> None:
+    # the default limit, 64 KiB pieces: a 200 MB line must not be buffered whole
+    head = sse(chat_chunk("a"), done=False).encode()
+    pieces = EndlessPieces(head + b"data: ", b"x" * 65536)
+    got: List[Any] = []
+    with pytest.raises(UpstreamError, match=r"a line longer than max_line_bytes \(1048576\)") as info:
+        for item in from_sse(pieces, mode=mode):
+            got.append(item)
+    assert got == ["a"]
+    assert pieces.read <= len(head) + 6 + 1024 * 1024 + 65536
+    assert info.value.offset == len(head)
+    assert f"at byte {len(head)}" in str(info.value)
+
+
+class OneHugeChunk:
+    """A requests response's ``raw`` whose body is one HTTP chunk of ``size`` bytes, read
+    as urllib3 reads a chunk: ``amt`` bytes at a time, or all of it when ``amt`` is None."""
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+        self.read = 0
+
+    def stream(self, amt: Optional[int] = None, decode_content: bool = True) -> Iterator[bytes]:
+        while self.left:
+            n = min(amt or self.left, self.left)
+            self.left -= n
+            self.read += n
+            yield b"data: " + b"x" * (n - 6) if self.read == n else b"x" * n
+
+    def close(self) -> None:
+        pass
+
+
+def test_sse_reads_a_requests_response_in_bounded_pieces() -> None:
+    requests = pytest.importorskip("requests")
+    response = requests.models.Response()
+    response.status_code = 200
+    response.raw = raw = OneHugeChunk(16 * 1024 * 1024)
+    with pytest.raises(UpstreamError, match="a line longer than max_line_bytes"):
+        list(from_sse(response, max_line_bytes=100_000))
+    assert raw.read <= 100_000 + 2 * 65536
+
+
+def test_sse_a_line_longer_than_the_limit_in_one_piece_or_one_item() -> None:
+    line = "data: " + json.dumps(chat_chunk("x" * 100))
+    ok = len(line.encode())
+    assert texts_and_final(from_sse([line + "\n\n"], max_line_bytes=ok))[0] == ["x" * 100]
+    with pytest.raises(UpstreamError, match="a line longer than max_line_bytes") as info:
+        list(from_sse([line + "\n\n"], max_line_bytes=ok - 1))
+    assert info.value.offset == 0
+    # lines mode (each item a line): the same limit, counted in UTF-8 bytes
+    with pytest.raises(UpstreamError, match="a line longer than max_line_bytes"):
+        list(from_sse([": ping", "", "data: " + "é" * 60, ""], mode="lines", max_line_bytes=100))
+
+
+def test_sse_an_endless_event_stops_reading_just_past_max_event_bytes() -> None:
+    head = b": hello\n\n"
+    line = b"data: " + b"y" * 994 + b"\n"  # 1,000 bytes a line
+    pieces = EndlessPieces(head, line)
+    with pytest.raises(UpstreamError, match=r"an event larger than max_event_bytes \(100000\)") as info:
+        list(from_sse(pieces, max_event_bytes=100_000))
+    assert pieces.read <= len(head) + 100_000 + 2 * len(line)
+    assert info.value.offset == len(head)
+
+
+def test_sse_max_event_bytes_counts_the_joined_data() -> None:
+    body = 'data: {"choices": [{"index": 0,\ndata: "delta": {"content": "ab"}}]}\n\n'
+    size = len('{"choices": [{"index": 0,\n"delta": {"content": "ab"}}]}')
+    assert texts_and_final(from_sse([body], max_event_bytes=size))[0] == ["ab"]
+    with pytest.raises(UpstreamError, match="an event larger than max_event_bytes"):
+        list(from_sse([body], max_event_bytes=size - 1))
+
+
+def test_sse_an_endless_stream_of_pieces_without_line_endings_is_not_held_forever() -> None:
+    pieces = EndlessPieces(b"data: ", b"z" * 1000)  # auto mode holds items until one tells
+    with pytest.raises(UpstreamError, match="a line longer than max_line_bytes"):
+        list(from_sse(pieces, max_line_bytes=10_000))
+    assert pieces.read <= 12_000
+
+
+BAD_SHAPES = [
+    pytest.param({"choices": 5}, "'choices' must be a list, got int 5", id="choices-int"),
+    pytest.param({"choices": [5]}, "'choices\\[0\\]' must be an object, got int 5", id="choice-int"),
+    pytest.param({"choices": [{"delta": "hi"}]}, "'delta' must be an object, got str 'hi'", id="delta-str"),
+    pytest.param({"choices": [{"delta": {"content": 5}}]}, "'content' must be a string", id="content-int"),
+    pytest.param({"choices": [{"delta": {"content": ["a"]}}]}, "'content' must be a string, got list",
+                 id="content-list"),
+    pytest.param({"choices": [{"text": {"a": 1}}]}, "'text' must be a string", id="legacy-text"),
+    pytest.param({"choices": [{"index": "0", "delta": {}}]}, "'index' must be an int", id="index-str"),
+    pytest.param({"choices": [], "usage": 5}, "'usage' must be an object", id="usage-int"),
+    pytest.param({"type": "response.output_text.delta", "delta": 5}, "'delta' must be a string",
+                 id="responses-delta"),
+    pytest.param({"type": "response.completed", "response": "done"}, "'response' must be an object",
+                 id="responses-response"),
+    pytest.param({"type": "content_block_delta", "delta": {"type": "text_delta", "text": None}},
+                 "'text' must be a string", id="anthropic-text"),
+    pytest.param({"type": "message_start", "message": []}, "'message' must be an object", id="anthropic-message"),
+    pytest.param({"content": "x", "stop": True, "tokens_predicted": "2"}, "'tokens_predicted' must be an int",
+                 id="llamacpp-count"),
+]
+
+
+@pytest.mark.parametrize("payload, message", BAD_SHAPES)
+def test_sse_a_payload_of_the_wrong_shape_raises_upstream_error_saying_where(payload: Any, message: str) -> None:
+    head = (": ping\r\n\r\n" + sse(chat_chunk("a"), nl="\r\n", done=False)).encode()
+    body = head + f"data: {json.dumps(payload)}\r\n\r\n".encode()
+    got: List[Any] = []
+    with pytest.raises(UpstreamError, match=message) as info:
+        for item in from_sse([body]):
+            got.append(item)
+    assert got == ["a"]
+    assert info.value.offset == len(head)
+    assert f"at byte {len(head)}" in str(info.value)
+    assert info.value.payload == payload
+    assert info.value.status is None
+
+
+def test_from_openai_a_payload_of_the_wrong_shape_raises_upstream_error() -> None:
+    with pytest.raises(UpstreamError, match="'choices' must be a list") as info:
+        list(from_openai([{"choices": 5}]))
+    assert info.value.offset is None
+
+
+def test_sse_offsets_count_the_bytes_of_the_stream() -> None:
+    # a byte order mark, multi-byte characters, invalid bytes and CRLF all count as sent
+    head = b"\xef\xbb\xbf: \xff\xfe\r\n" + sse(chat_chunk("日本"), nl="\r\n", done=False).encode()
+    data = head + b"data: 42\r\n\r\n"
+    with pytest.raises(UpstreamError, match="not an object") as info:
+        list(from_sse([data[i:i + 3] for i in range(0, len(data), 3)]))
+    assert info.value.offset == len(head)
+
+
+def test_sse_json_nested_too_deeply_is_an_upstream_error() -> None:
+    head = sse(chat_chunk("a"), done=False).encode()
+    got: List[Any] = []
+    with pytest.raises(UpstreamError, match="nested too deeply") as info:
+        for item in from_sse([head + b"data: " + b"[" * 100_000 + b"\n\n"]):
+            got.append(item)
+    assert got == ["a"]
+    assert info.value.offset == len(head)
+
+
+def test_an_error_payload_nested_too_deeply_to_print_still_reports_the_error() -> None:
+    deep: Any = "boom"
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(UpstreamError, match="reported an error: list of 1"):
+        list(from_openai([{"error": deep}]))
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_sse_http_error_status_is_not_hidden_by_a_deeply_nested_body(status: int) -> None:
+    httpx = pytest.importorskip("httpx")
+    response = httpx.Response(status, content=b"[" * 100_000)
+    with pytest.raises(UpstreamError, match=f"HTTP {status}") as info:
+        list(from_sse(response))
+    assert info.value.status == status
+
+
+def test_sse_a_malformed_event_in_an_http_response_names_its_status() -> None:
+    httpx = pytest.importorskip("httpx")
+    response = httpx.Response(200, content=sse({"choices": 5}).encode())
+    with pytest.raises(UpstreamError, match=r"at byte 0 of an HTTP 200 response") as info:
+        list(from_sse(response))
+    assert info.value.status is None  # .status is for an HTTP error status only
+    assert info.value.offset == 0
+
+
+@pytest.mark.parametrize(
+    "value, retry",
+    [
+        ("1000", 1000),
+        ("0", 0),
+        ("1" * 5000, 7),  # more than int() takes
+        ("9" * 11, 7),  # not a reasonable number of milliseconds
+        ("-1", 7),
+        ("1e3", 7),
+        (" 100", 7),  # one space after the colon is dropped, not two
+        ("\u0661\u0662", 7),  # digits, but not ASCII digits
+        ("", 7),
+    ],
+)
+def test_sse_a_retry_field_that_is_not_a_reasonable_number_is_ignored(value: str, retry: int) -> None:
+    source = from_sse([f"retry: 7\n\nretry: {value}\n" + sse(chat_chunk("a"), chat_chunk("b"))])
+    assert texts_and_final(source)[0] == ["a", "b"]
+    assert source.retry == retry
+
+
+def usage_stream(**usage: Any) -> str:
+    return sse(chat_chunk("a"), {"choices": [], "usage": usage})
+
+
+@pytest.mark.parametrize(
+    "count, message",
+    [
+        pytest.param(int("9" * 400), "'completion_tokens' must be an int from 0 to 10\\*\\*12, got int 99999999... \\(400 digits\\)",
+                     id="400-digits"),
+        pytest.param(-1, "'completion_tokens' must be an int from 0 to 10\\*\\*12, got int -1", id="negative"),
+        pytest.param(10**12 + 1, "must be an int from 0 to 10\\*\\*12", id="too-large"),
+        pytest.param(1.5, "'completion_tokens' must be an int .*got float 1.5", id="float"),
+        pytest.param("17", "'completion_tokens' must be an int .*got str '17'", id="string"),
+        pytest.param(True, "'completion_tokens' must be an int .*got bool True", id="bool"),
+    ],
+)
+def test_sse_a_usage_count_that_is_not_a_sane_int_is_an_upstream_error(count: Any, message: str) -> None:
+    output, get_result = hs.EnhancedStreamer().stream_buffered(
+        from_sse([usage_stream(prompt_tokens=3, completion_tokens=count, total_tokens=20)]))
+    got = []
+    with pytest.raises(UpstreamError, match=message):
+        for chunk in output:
+            got.append(chunk.content)
+    assert "".join(got) == "a"
+    result = get_result()  # no OverflowError
+    assert isinstance(result.error, UpstreamError)
+
+
+def test_sse_usage_counts_up_to_the_bound_and_null_counts_are_taken() -> None:
+    _, final = texts_and_final(from_sse([usage_stream(prompt_tokens=None, completion_tokens=10**12)]))
+    assert final is not None
+    assert final.metadata["usage"] == {"prompt_tokens": 0, "completion_tokens": 10**12, "total_tokens": 10**12}
+
+
+@pytest.mark.parametrize(
+    "escaped, text",
+    [
+        ("\\ud800x", "\ufffdx"),
+        ("a\\udfffb\\udc00", "a\ufffdb\ufffd"),
+        ("\\ud83d\\ude42", "\U0001f642"),  # a pair is one character, as it should be
+    ],
+)
+def test_sse_a_lone_surrogate_in_a_delta_becomes_a_replacement_character(escaped: str, text: str) -> None:
+    body = 'data: {"choices": [{"index": 0, "delta": {"content": "%s"}}]}\n\n' % escaped
+    assert texts_and_final(from_sse([body + sse(chat_chunk("!"))]))[0] == [text, "!"]
+
+
+def escaped_deltas(*escaped: str) -> str:
+    return "".join('data: {"choices": [{"index": 0, "delta": {"content": "%s"}}]}\n\n' % e for e in escaped)
+
+
+@pytest.mark.parametrize(
+    "deltas, texts",
+    [
+        # a gateway that cuts text by UTF-16 units may cut a pair in two: it is joined
+        (["a\\ud83d", "\\ude42b"], ["a", "\U0001f642b"]),
+        (["\\ud83d", "\\ude42"], ["\U0001f642"]),
+        # a first half whose second half never comes is U+FFFD, where it was
+        (["a\\ud83d", "b"], ["a", "\ufffdb"]),
+        (["a\\ud83d"], ["a", "\ufffd"]),
+        (["\\ud83d", "\\ud83d", "\\ude42"], ["\ufffd", "\U0001f642"]),
+    ],
+)
+def test_sse_a_surrogate_pair_cut_between_two_deltas_is_one_character(deltas: List[str], texts: List[str]) -> None:
+    texts_got, final = texts_and_final(from_sse([escaped_deltas(*deltas) + sse(chat_chunk(finish="stop"))]))
+    assert texts_got == texts
+    assert final is not None and final.metadata["finish_reason"] == "stop"
+
+
+def test_a_lone_surrogate_does_not_end_an_sse_stream_as_failed() -> None:
+    from helixstream._sse import sse_stream
+
+    body = 'data: {"choices": [{"index": 0, "delta": {"content": "a\\ud800b"}}]}\n\n' + sse(chat_chunk("c"))
+    raw = b"".join(sse_stream(from_sse([body])))
+    assert b"stream_failed" not in raw
+    assert "a\ufffdb".encode() in raw and b"event: done" in raw
+
+
+def test_from_openai_mends_surrogates_too() -> None:
+    texts, _ = texts_and_final(from_openai([chat_chunk("a\ud83d"), chat_chunk("\ude42\udc00"), chat_chunk("b\ud83d")]))
+    assert texts == ["a", "\U0001f642\ufffd", "b", "\ufffd"]
+
+
+def test_upstream_error_keeps_its_offset_through_pickle() -> None:
+    import pickle
+
+    error = UpstreamError("bad event", {"choices": 5}, None, 42)
+    copy = pickle.loads(pickle.dumps(error))
+    assert (str(copy), copy.payload, copy.status, copy.offset) == ("bad event", {"choices": 5}, None, 42)
