@@ -668,7 +668,7 @@ class SSEReplay:
                 return False
             entry.stopping = True
         self._stop(entry)
-        return True
+        return entry.feed.outcome == "cancelled"  # not if it ended by itself meanwhile
 
     def close(self) -> None:
         """Shut the registry down: every running stream gets an ``error`` event
@@ -679,7 +679,7 @@ class SSEReplay:
         """
         with self._lock:
             self._closed = True
-            entries = [e for e in self._entries.values() if not e.stopping]
+            entries = [e for e in self._entries.values() if not (e.stopping or e.feed.ended)]
             for entry in self._entries.values():
                 entry.stopping = True
                 entry.counted = -1
@@ -952,7 +952,7 @@ class _Feed:
     def cancel(self, shutdown: bool = False) -> None:
         """Close the stream (any thread); the next :meth:`pull` reports the cancellation
         (with ``shutdown``, the readers report a shutdown instead)."""
-        if shutdown:
+        if shutdown and not self.ended:
             self.shutdown = True
         self._cancelled = True
         stream = self.stream

@@ -790,3 +790,12 @@ def test_closing_the_registry_sends_each_open_stream_a_shutdown_error_and_closes
     assert reading.outcome == "cancelled"
     reading.close()
     replay.close()  # twice is fine
+
+
+def test_closing_the_registry_leaves_a_finished_stream_being_replayed_as_it_was() -> None:
+    replay = SSEReplay(clock=FakeClock())
+    events = events_of(sse_stream(["a", "b"], replay=replay))
+    body = sse_stream(_not_called, last_event_id=events[0].last_event_id, replay=replay)
+    assert next(body) == OPENING
+    replay.close()
+    assert events_of(body) == events[1:]  # no shutdown notice after its "done"
