@@ -42,6 +42,8 @@ How a stream ends::
     source ends    ─▶ body sends "done"            ─▶ StopIteration ─▶ server: close()
     source raises  ─▶ body sends "error" (+ log)   ─▶ StopIteration ─▶ server: close()
     stop is set    ─▶ body sends "error" (cancelled) ─▶ StopIteration ─▶ server: close()
+    replay.cancel  ─▶ body sends "error" (cancelled) ─▶ StopIteration ─▶ server: close()
+    replay.close() ─▶ body sends "error" (shutdown, no id) ─▶ StopIteration ─▶ close()
     client leaves  ─▶ a write fails in the server  ─▶ server: close()
                         └▶ ChunkStream.close() ─▶ worker threads end, source.close()
 
@@ -58,7 +60,19 @@ event it received in the ``Last-Event-ID`` header. To honour it, pass the same
 - Each stream gets a random key; its event ids are ``"<key>.<n>"``, so an id names
   both the stream and the position in it. Its events (bytes exactly as sent; not the
   keep-alives) go into an :class:`EventLog` bounded to ``max_events``; at most
-  ``max_streams`` logs are kept, the oldest forgotten first.
+  ``max_streams`` logs are kept, the oldest forgotten first, and all of them take at
+  most ``max_bytes`` (the oldest finished streams forgotten first, then the oldest
+  events of running ones dropped). A stream that ends lets go of its
+  :class:`ChunkStream` and source; only its log stays.
+- ``owner`` (a session or user id): a resume must come with the stream's owner, else
+  it is ``unknown_event_id``, exactly as an id that does not exist. The number of an id
+  is read only up to 18 ASCII digits (``int()`` refuses 4,301).
+- A resume of an ended stream after its last event has nothing to send: the body's
+  ``status`` is 204 and it yields nothing (an ``EventSource`` stops retrying on 204).
+- ``SSEReplay.cancel(key)`` stops a running stream (and its source) at once; its reader
+  sends ``cancelled``. ``SSEReplay.close()`` stops them all for a shutdown; each
+  reader sends a ``shutdown`` error event without an id and the log records nothing,
+  so the browser resumes from the last event it received.
 - When the client leaves a stream that has not ended, the stream stays open for
   ``grace`` seconds (0: it is closed at once), held back by its bounded queues, waiting
   for the client to return; after that it is closed like any abandoned stream (its
