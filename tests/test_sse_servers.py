@@ -415,6 +415,7 @@ def test_resuming_a_finished_stream_answers_204_with_no_body(setup: str) -> None
                 again = client.get(url, headers={"Last-Event-ID": events[-1].last_event_id})
                 assert (again.status_code, again.content) == (204, b"")
                 assert "x-stream-id" not in again.headers
+                assert "content-type" not in again.headers
                 # events still to send: a 200 that replays them
                 rest = client.get(url, headers={"Last-Event-ID": events[0].last_event_id})
                 assert rest.status_code == 200

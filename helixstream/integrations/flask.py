@@ -75,6 +75,7 @@ def sse_response(
         response: "flask.Response" = framework.Response(
             status=body.status, headers=[*body.headers, *extra]
         )
+        del response.headers["Content-Type"]  # no content, no content type
     else:
         response = framework.Response(
             body, status=status, headers=[*body.headers, *extra], direct_passthrough=True
