@@ -62,7 +62,8 @@ event it received in the ``Last-Event-ID`` header. To honour it, pass the same
   keep-alives) go into an :class:`EventLog` bounded to ``max_events``; at most
   ``max_streams`` logs are kept, the oldest forgotten first, and all of them take at
   most ``max_bytes`` (the oldest finished streams forgotten first, then the oldest
-  events of running ones dropped). A stream that ends lets go of its
+  events of running ones that their reader has already taken; never an event still on
+  its way to the client). A stream that ends lets go of its
   :class:`ChunkStream` and source; only its log stays.
 - ``owner`` (a session or user id): a resume must come with the stream's owner, else
   it is ``unknown_event_id``, exactly as an id that does not exist. The number of an id
@@ -446,8 +447,11 @@ class EventLog:
         self._events: Deque[Tuple[int, bytes]] = collections.deque()
         self._lock = threading.Lock()
         self._size = 0
-        # told how many bytes the log grew by, outside the lock (set by SSEReplay)
-        self._on_grow: Optional[Callable[[int], None]] = None
+        # told how many bytes the log grew by (0: it ended), outside the lock (SSEReplay)
+        self._on_change: Optional[Callable[[int], None]] = None
+        # the events up to this number were read by the stream's reader: only those
+        # may be dropped to save memory (the others are on their way to the client)
+        self._read_upto = 0
         self.last_seq = 0
         #: When the stream ended (by ``clock``), or None while it runs.
         self.ended_at: Optional[float] = None
@@ -463,9 +467,9 @@ class EventLog:
             if len(self._events) > self.max_events:
                 grown -= len(self._events.popleft()[1]) + _EVENT_OVERHEAD
             self._size += grown
-            on_grow = self._on_grow
-        if on_grow is not None and grown:
-            on_grow(grown)
+            on_change = self._on_change
+        if on_change is not None and grown:
+            on_change(grown)
 
     @property
     def size_bytes(self) -> int:
@@ -473,20 +477,35 @@ class EventLog:
         return self._size
 
     def _trim(self, excess: int) -> int:
-        """Drop the oldest events until ``excess`` bytes are freed (or none is left);
-        return the bytes freed."""
+        """Drop the oldest events already read until ``excess`` bytes are freed (or no
+        such event is left); return the bytes freed."""
         freed = 0
         with self._lock:
-            while self._events and freed < excess:
-                freed += len(self._events.popleft()[1]) + _EVENT_OVERHEAD
+            events = self._events
+            while events and freed < excess and events[0][0] <= self._read_upto:
+                freed += len(events.popleft()[1]) + _EVENT_OVERHEAD
             self._size -= freed
         return freed
+
+    def _read_from(self, seq: int) -> None:
+        """A new reader resumes after ``seq``: the events after it must stay.
+
+        Raises:
+            _ResumeError: as :meth:`check`.
+        """
+        with self._lock:
+            self._start_of(seq)
+            self._read_upto = seq
 
     def end(self) -> None:
         """The stream sent its last event."""
         with self._lock:
-            if self.ended_at is None:
-                self.ended_at = self._clock()
+            if self.ended_at is not None:
+                return
+            self.ended_at = self._clock()
+            on_change = self._on_change
+        if on_change is not None:
+            on_change(0)
 
     @property
     def ended(self) -> bool:
@@ -519,6 +538,10 @@ class EventLog:
             if seq == self.last_seq:
                 return []
             start = self._start_of(seq)
+            # the reader takes them all: they may be dropped from now on (a superseded
+            # reader's last call may move this on for its successor: that one then gets
+            # ``events_expired`` if memory runs short at that very moment)
+            self._read_upto = self.last_seq
             return list(itertools.islice(self._events, start, None))
 
     def __len__(self) -> int:
@@ -611,7 +634,8 @@ class SSEReplay:
         max_streams: logs kept at most; the oldest are forgotten first.
         max_bytes: memory the logs may take in all (their events, plus a fixed overhead
             per event and per stream); beyond it the oldest finished streams are
-            forgotten first, then the oldest events of running streams are dropped.
+            forgotten first, then the oldest events of running streams that their client
+            already received are dropped (never one still on its way to it).
             Default 64 MiB.
         clock: time source for ``ttl`` (default ``time.monotonic``); tests inject one.
 
@@ -737,7 +761,7 @@ class SSEReplay:
             entry.reader = reader
             entry.counted = _ENTRY_OVERHEAD
             self._used += _ENTRY_OVERHEAD
-            log._on_grow = lambda grown: self._grew(entry, grown)
+            log._on_change = lambda grown: self._grew(entry, grown)
             feed.attach_log(log, key + ".")
             self._entries[key] = entry
             evicted = []
@@ -769,9 +793,9 @@ class SSEReplay:
                     "Cannot resume: this event id is unknown, or its stream has expired.",
                 )
             seq = int(number)
-            entry.log.check(seq)
             if entry.log.ended and seq == entry.log.last_seq:
                 raise _Finished()
+            entry.log._read_from(seq)
             if entry.timer is not None:
                 entry.timer.cancel()
                 entry.timer = None
@@ -818,7 +842,8 @@ class SSEReplay:
 
     # --- memory ------------------------------------------------------------------------
     def _grew(self, entry: _Entry, grown: int) -> None:
-        """A log grew by ``grown`` bytes (called by the log, outside its lock)."""
+        """A log grew by ``grown`` bytes, or ended (0): called by the log, outside its
+        lock."""
         with self._lock:
             if entry.counted < 0:
                 return  # forgotten already
@@ -833,7 +858,8 @@ class SSEReplay:
 
     def _shrink_locked(self) -> None:
         """Bring the logs within ``max_bytes``: forget the oldest finished streams, then
-        drop the oldest events of running ones (a running stream is never forgotten)."""
+        drop the oldest events of running ones that were read (a running stream is never
+        forgotten, an unread event never dropped: the bound may be exceeded by those)."""
         if self._used <= self.max_bytes:
             return
         for key in [k for k, e in self._entries.items() if e.log.ended]:

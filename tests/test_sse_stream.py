@@ -799,3 +799,55 @@ def test_closing_the_registry_leaves_a_finished_stream_being_replayed_as_it_was(
     assert next(body) == OPENING
     replay.close()
     assert events_of(body) == events[1:]  # no shutdown notice after its "done"
+
+
+def test_the_byte_count_matches_the_logs_kept_after_concurrent_streams() -> None:
+    from helixstream._sse import _ENTRY_OVERHEAD
+
+    replay = SSEReplay(max_bytes=30_000, max_streams=25, clock=FakeClock())
+    errors: List[BaseException] = []
+
+    def client(n: int) -> None:
+        try:
+            events_of(sse_stream([f"{n}-{i} " * 20 for i in range(10)], replay=replay))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors
+    kept = list(replay._entries.values())
+    assert replay.size_bytes == sum(_ENTRY_OVERHEAD + e.log.size_bytes for e in kept)
+    assert replay.size_bytes <= 30_000 and 0 < len(replay) <= 25
+    replay.close()
+    assert replay.size_bytes == 0
+
+
+@pytest.mark.parametrize("max_bytes", [1, 3_000])
+def test_a_reader_gets_every_event_however_small_max_bytes_is(max_bytes: int) -> None:
+    replay = SSEReplay(max_bytes=max_bytes, clock=FakeClock())
+    texts = [f"{n}:" + "z" * 1000 for n in range(20)]
+    events = events_of(sse_stream(texts, replay=replay, progress=True))
+    assert [e.data for e in events if e.type == "message"] == texts
+    assert events[-1].type == "done"
+
+
+def test_finished_streams_beyond_max_bytes_are_forgotten_when_they_end() -> None:
+    replay = SSEReplay(max_bytes=10_000, clock=FakeClock())
+    sources = [BlockingSource(["x" * 2000]) for _ in range(4)]
+    bodies = [sse_stream(s, replay=replay) for s in sources]
+    try:
+        for body in bodies:
+            next_event(body)
+        for source in sources:
+            source.end()
+        for body in bodies:
+            assert next_event(body)[0].type == "done"
+        assert replay.size_bytes <= 10_000
+    finally:
+        for body in bodies:
+            body.close()
+        replay.close()
