@@ -492,3 +492,30 @@ def test_closing_the_registry_while_a_client_reads_sends_it_a_shutdown_event() -
     assert [e.data for e in got[:2]] == ["tok1 ", "tok2 "]
     assert [(e.type, json.loads(e.data)["code"]) for e in got[2:]] == [("error", "shutdown")]
     assert got[-1].last_event_id == got[1].last_event_id  # no id: the browser keeps its own
+
+
+@pytest.mark.parametrize("setup", SETUPS)
+def test_cancel_by_id_ends_the_response_a_client_is_reading(setup: str) -> None:
+    source = PacedSource(limit=2)  # two tokens, then silence
+    replay = SSEReplay(grace=30)
+    try:
+        with running(setup, lambda: source, replay=replay, owner="alice", keepalive=0.05) as (
+            url,
+            _,
+            _,
+        ):
+            got: List[Dispatched] = []
+            with httpx.Client(timeout=10) as client:
+                with httpx_sse.connect_sse(client, "GET", url) as events:
+                    key = events.response.headers["x-stream-id"]
+                    for sse in events.iter_sse():
+                        got.append(Dispatched(sse.event, sse.data, sse.id))
+                        if len(got) == 2:
+                            assert replay.cancel(key, owner="mallory") is False
+                            assert replay.cancel(key, owner="alice") is True
+                            assert source.closed.is_set()
+        assert [e.data for e in got[:2]] == ["tok1 ", "tok2 "]
+        assert [(e.type, json.loads(e.data)["code"]) for e in got[2:]] == [("error", "cancelled")]
+        assert got[-1].last_event_id == f"{key}.3"
+    finally:
+        replay.close()
