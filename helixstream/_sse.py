@@ -554,11 +554,7 @@ def _check_positive_int(name: str, value: Any) -> None:
 
 
 def _check_seconds(name: str, value: Any, allow_zero: bool = True) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-    ):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ConfigError(f"{name!r} must be a finite number of seconds (got {value!r})")
     if value < 0 or (value == 0 and not allow_zero):
         limit = ">= 0" if allow_zero else "> 0"
@@ -1006,9 +1002,7 @@ class _Feed:
             return []
         out: List[bytes] = []
         if not self.shutdown:
-            self._emit(
-                out, "error", _notice("cancelled", "The stream was stopped before its end.")
-            )
+            self._emit(out, "error", _notice("cancelled", "The stream was stopped before its end."))
         self._end("cancelled")
         return out
 

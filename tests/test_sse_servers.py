@@ -432,9 +432,7 @@ def test_a_last_event_id_with_thousands_of_digits_is_unknown_not_a_500(setup: st
         with running(setup, lambda: source, replay=replay, keepalive=0.05) as (url, _, _):
             first, _ = read_httpx_sse(url, limit=1)
             key = first[0].last_event_id.rpartition(".")[0]
-            events, response = read_httpx_sse(
-                url, headers={"Last-Event-ID": f"{key}.{'9' * 4301}"}
-            )
+            events, response = read_httpx_sse(url, headers={"Last-Event-ID": f"{key}.{'9' * 4301}"})
             assert response.status_code == 200
             assert [json.loads(e.data)["code"] for e in events] == ["unknown_event_id"]
     finally:

@@ -578,8 +578,9 @@ def test_a_resume_from_another_owner_is_an_unknown_event_id() -> None:
     try:
         event = next_event(first)[0]
         for other in ("mallory", None, 7):
-            stolen = sse_stream(_not_called, last_event_id=event.last_event_id, replay=replay,
-                                owner=other)
+            stolen = sse_stream(
+                _not_called, last_event_id=event.last_event_id, replay=replay, owner=other
+            )
             assert _code(stolen) == "unknown_event_id"
         source.feed("more")
         assert next_event(first)[0].data == "more"  # alice's connection goes on
@@ -655,9 +656,10 @@ def test_a_finished_stream_releases_its_source_while_its_log_is_kept() -> None:
     gc.collect()
     assert ref() is None, gc.get_referrers(ref())
     assert len(replay) == 1  # the log is still there for a resume
-    assert events_of(
-        sse_stream(_not_called, last_event_id=events[0].last_event_id, replay=replay)
-    ) == events[1:]
+    assert (
+        events_of(sse_stream(_not_called, last_event_id=events[0].last_event_id, replay=replay))
+        == events[1:]
+    )
 
 
 def test_the_logs_are_bounded_by_bytes_the_oldest_finished_streams_forgotten_first() -> None:
@@ -690,8 +692,7 @@ def test_a_live_log_beyond_max_bytes_drops_its_oldest_events() -> None:
     assert _code(sse_stream(_not_called, last_event_id=events[0].last_event_id, replay=replay)) == (
         "events_expired"
     )
-    tail = events_of(sse_stream(_not_called, last_event_id=events[-2].last_event_id,
-                                replay=replay))
+    tail = events_of(sse_stream(_not_called, last_event_id=events[-2].last_event_id, replay=replay))
     assert tail == events[-1:]
 
 
