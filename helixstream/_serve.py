@@ -12,7 +12,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from ._cli import UsageError
 from ._simulate import SimulatedLLM
-from ._sse import SSE_HEADERS, SSEReplay, sse_stream
+from ._sse import SSEReplay, sse_stream
 from ._streamer import EnhancedStreamer, StreamConfig
 
 __all__ = ["make_app", "serve"]
@@ -111,12 +111,13 @@ def make_app(
                 last_event_id=environ.get("HTTP_LAST_EVENT_ID"),
             )
             bodies.add(body)
-            start_response("200 OK", list(SSE_HEADERS))
+            start_response(body.status_line, body.headers)  # 204: a resume after the end
             return body
         start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
         return [b"not found\n"]
 
     app.bodies = bodies  # type: ignore[attr-defined]
+    app.replay = replay  # type: ignore[attr-defined]
     return app
 
 
@@ -148,6 +149,7 @@ def serve(args: argparse.Namespace, make_source: Callable[[argparse.Namespace], 
     except KeyboardInterrupt:
         sys.stderr.write("\nstopping\n")
     finally:
+        app.replay.close()  # type: ignore[attr-defined]  # open pages get "shutdown"
         bodies: List[Any] = list(app.bodies)  # type: ignore[attr-defined]
         for body in bodies:
             body.close()

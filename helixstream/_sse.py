@@ -42,6 +42,8 @@ How a stream ends::
     source ends    ─▶ body sends "done"            ─▶ StopIteration ─▶ server: close()
     source raises  ─▶ body sends "error" (+ log)   ─▶ StopIteration ─▶ server: close()
     stop is set    ─▶ body sends "error" (cancelled) ─▶ StopIteration ─▶ server: close()
+    replay.cancel  ─▶ body sends "error" (cancelled) ─▶ StopIteration ─▶ server: close()
+    replay.close() ─▶ body sends "error" (shutdown, no id) ─▶ StopIteration ─▶ close()
     client leaves  ─▶ a write fails in the server  ─▶ server: close()
                         └▶ ChunkStream.close() ─▶ worker threads end, source.close()
 
@@ -58,7 +60,20 @@ event it received in the ``Last-Event-ID`` header. To honour it, pass the same
 - Each stream gets a random key; its event ids are ``"<key>.<n>"``, so an id names
   both the stream and the position in it. Its events (bytes exactly as sent; not the
   keep-alives) go into an :class:`EventLog` bounded to ``max_events``; at most
-  ``max_streams`` logs are kept, the oldest forgotten first.
+  ``max_streams`` logs are kept, the oldest forgotten first, and all of them take at
+  most ``max_bytes`` (the oldest finished streams forgotten first, then the oldest
+  events of running ones that their reader has already taken; never an event still on
+  its way to the client). A stream that ends lets go of its
+  :class:`ChunkStream` and source; only its log stays.
+- ``owner`` (a session or user id): a resume must come with the stream's owner, else
+  it is ``unknown_event_id``, exactly as an id that does not exist. The number of an id
+  is read only up to 18 ASCII digits (``int()`` refuses 4,301).
+- A resume of an ended stream after its last event has nothing to send: the body's
+  ``status`` is 204 and it yields nothing (an ``EventSource`` stops retrying on 204).
+- ``SSEReplay.cancel(key)`` stops a running stream (and its source) at once; its reader
+  sends ``cancelled``. ``SSEReplay.close()`` stops them all for a shutdown; each
+  reader sends a ``shutdown`` error event without an id and the log records nothing,
+  so the browser resumes from the last event it received.
 - When the client leaves a stream that has not ended, the stream stays open for
   ``grace`` seconds (0: it is closed at once), held back by its bounded queues, waiting
   for the client to return; after that it is closed like any abandoned stream (its
@@ -95,6 +110,7 @@ import collections
 import itertools
 import json
 import logging
+import math
 import re
 import secrets
 import threading
@@ -147,8 +163,19 @@ SSE_HEADERS: Tuple[Tuple[str, str], ...] = (
 DONE_DATA = "[DONE]"
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+#: What an event in a log costs beyond its bytes (the tuple, the bytes object, the
+#: deque slot), and what a registry's finished stream costs beyond its events (the
+#: log, the producer, locks, the key): about 90 and 2,000 bytes measured with
+#: tracemalloc on CPython 3.11, rounded up.
+_EVENT_OVERHEAD = 96
+_ENTRY_OVERHEAD = 2048
+#: A ``Last-Event-ID``'s number longer than this is not one we issued (and int() of
+#: 4,301 digits raises): it is an unknown id.
+_MAX_SEQ_DIGITS = 18
 _KEEPALIVE = b": keep-alive\n"
 _OPENING = b": connected\n"
+#: The response header that carries a registry stream's key (``SSEBody.stream_id``).
+_STREAM_ID_HEADER = "X-Stream-Id"
 
 
 # --- encoding ------------------------------------------------------------------------
@@ -268,6 +295,13 @@ def _new_error_id() -> str:
 
 def _notice(code: str, message: str) -> str:
     return _dumps({"code": code, "message": message})
+
+
+#: What each reader gets when :meth:`SSEReplay.close` stops its stream: no id, so the
+#: browser's ``Last-Event-ID`` stays the last event it received.
+_SHUTDOWN = format_sse_event(
+    "error", _notice("shutdown", "The server is shutting down; reconnect to resume.")
+).encode("utf-8")
 
 
 class _Writable(Protocol):
@@ -397,6 +431,8 @@ class EventLog:
     """The events of one stream, bounded, for replay after a reconnect.
 
     Events are numbered from 1 with no gaps; the log keeps the last ``max_events``.
+    :attr:`size_bytes` is what the kept events cost: their bytes plus a fixed overhead
+    per event (the objects that hold them).
 
     Args:
         max_events: how many events are kept (>= 1).
@@ -405,10 +441,17 @@ class EventLog:
 
     def __init__(self, max_events: int = 10_000, clock: Callable[[], float] = time.monotonic):
         _check_positive_int("max_events", max_events)
+        _check_clock(clock)
         self.max_events = max_events
         self._clock = clock
         self._events: Deque[Tuple[int, bytes]] = collections.deque()
         self._lock = threading.Lock()
+        self._size = 0
+        # told how many bytes the log grew by (0: it ended), outside the lock (SSEReplay)
+        self._on_change: Optional[Callable[[int], None]] = None
+        # the events up to this number were read by the stream's reader: only those
+        # may be dropped to save memory (the others are on their way to the client)
+        self._read_upto = 0
         self.last_seq = 0
         #: When the stream ended (by ``clock``), or None while it runs.
         self.ended_at: Optional[float] = None
@@ -420,14 +463,49 @@ class EventLog:
                 raise ValueError(f"event {seq} does not follow event {self.last_seq}")
             self._events.append((seq, data))
             self.last_seq = seq
+            grown = len(data) + _EVENT_OVERHEAD
             if len(self._events) > self.max_events:
-                self._events.popleft()
+                grown -= len(self._events.popleft()[1]) + _EVENT_OVERHEAD
+            self._size += grown
+            on_change = self._on_change
+        if on_change is not None and grown:
+            on_change(grown)
+
+    @property
+    def size_bytes(self) -> int:
+        """The memory the kept events take, approximately (bytes)."""
+        return self._size
+
+    def _trim(self, excess: int) -> int:
+        """Drop the oldest events already read until ``excess`` bytes are freed (or no
+        such event is left); return the bytes freed."""
+        freed = 0
+        with self._lock:
+            events = self._events
+            while events and freed < excess and events[0][0] <= self._read_upto:
+                freed += len(events.popleft()[1]) + _EVENT_OVERHEAD
+            self._size -= freed
+        return freed
+
+    def _read_from(self, seq: int) -> None:
+        """A new reader resumes after ``seq``: the events after it must stay.
+
+        Raises:
+            _ResumeError: as :meth:`check`.
+        """
+        with self._lock:
+            self._start_of(seq)
+            self._read_upto = seq
 
     def end(self) -> None:
         """The stream sent its last event."""
         with self._lock:
-            if self.ended_at is None:
-                self.ended_at = self._clock()
+            if self.ended_at is not None:
+                return
+            self.ended_at = self._clock()
+            on_change = self._on_change
+        if on_change is not None:
+            on_change(0)
 
     @property
     def ended(self) -> bool:
@@ -460,6 +538,10 @@ class EventLog:
             if seq == self.last_seq:
                 return []
             start = self._start_of(seq)
+            # the reader takes them all: they may be dropped from now on (a superseded
+            # reader's last call may move this on for its successor: that one then gets
+            # ``events_expired`` if memory runs short at that very moment)
+            self._read_upto = self.last_seq
             return list(itertools.islice(self._events, start, None))
 
     def __len__(self) -> int:
@@ -472,26 +554,65 @@ def _check_positive_int(name: str, value: Any) -> None:
 
 
 def _check_seconds(name: str, value: Any, allow_zero: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-        raise ConfigError(f"{name!r} must be a number of seconds (got {value!r})")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{name!r} must be a finite number of seconds (got {value!r})")
     if value < 0 or (value == 0 and not allow_zero):
         limit = ">= 0" if allow_zero else "> 0"
         raise ConfigError(f"{name!r} must be {limit} (got {value!r})")
     return float(value)
 
 
+def _check_clock(clock: Any) -> None:
+    if not callable(clock):
+        raise ConfigError(f"'clock' must be a callable returning seconds (got {clock!r})")
+
+
+def _check_owner(owner: Any) -> None:
+    if owner is not None and (isinstance(owner, bool) or not isinstance(owner, (str, int))):
+        raise TypeError(
+            f"owner must be a str or an int (a session or user id) or None, "
+            f"not {type(owner).__name__}"
+        )
+
+
+def _same_owner(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and bool(a == b)
+
+
 class _Entry:
     """One stream in a registry: its log, its producer and who reads it."""
 
-    __slots__ = ("key", "log", "feed", "owner", "pull_lock", "timer", "__weakref__")
+    __slots__ = (
+        "key",
+        "log",
+        "feed",
+        "owner",
+        "reader",
+        "pull_lock",
+        "timer",
+        "stopping",
+        "counted",
+        "__weakref__",
+    )
 
-    def __init__(self, key: str, log: EventLog, feed: "_Feed") -> None:
+    def __init__(self, key: str, log: EventLog, feed: "_Feed", owner: Any) -> None:
         self.key = key
         self.log = log
         self.feed = feed
-        self.owner: Optional[object] = None  # the token of the body reading the stream
+        self.owner = owner  # the session or user the stream belongs to (None: nobody)
+        self.reader: Optional[object] = None  # the token of the body reading the stream
         self.pull_lock = threading.RLock()  # held while a body reads the ChunkStream
         self.timer: Optional[threading.Timer] = None  # the grace period of a detached stream
+        self.stopping = False  # cancel() or close() took it
+        self.counted = 0  # the bytes the registry counts for it (-1: no longer counted)
+
+
+class _Finished(Exception):
+    """A resume of a stream that has ended and whose every event the client has."""
+
+
+#: ``SSEReplay.cancel(..., owner=...)`` not given: no owner check.
+_ANY_OWNER: Any = object()
 
 
 class SSEReplay:
@@ -507,7 +628,15 @@ class SSEReplay:
         max_events: events kept per stream; older ones are dropped (a client resuming
             from before them gets an ``events_expired`` error event).
         max_streams: logs kept at most; the oldest are forgotten first.
+        max_bytes: memory the logs may take in all (their events, plus a fixed overhead
+            per event and per stream); beyond it the oldest finished streams are
+            forgotten first, then the oldest events of running streams that their client
+            already received are dropped (never one still on its way to it).
+            Default 64 MiB.
         clock: time source for ``ttl`` (default ``time.monotonic``); tests inject one.
+
+    Raises:
+        ConfigError: a bad argument (a ``ValueError``).
     """
 
     def __init__(
@@ -517,19 +646,24 @@ class SSEReplay:
         grace: float = 10.0,
         max_events: int = 10_000,
         max_streams: int = 1_000,
+        max_bytes: int = 64 * 1024 * 1024,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ttl = _check_seconds("ttl", ttl)
         self.grace = _check_seconds("grace", grace)
         _check_positive_int("max_events", max_events)
         _check_positive_int("max_streams", max_streams)
+        _check_positive_int("max_bytes", max_bytes)
+        _check_clock(clock)
         self.max_events = max_events
         self.max_streams = max_streams
+        self.max_bytes = max_bytes
         self._clock = clock
         # re-entrant: a body dropped without close() detaches from a GC finalizer,
         # which may run in a thread that holds the lock
         self._lock = threading.RLock()
         self._entries: "collections.OrderedDict[str, _Entry]" = collections.OrderedDict()
+        self._used = 0
         self._closed = False
 
     # --- public -----------------------------------------------------------------------
@@ -538,14 +672,62 @@ class SSEReplay:
         with self._lock:
             self._sweep_locked()
 
+    def cancel(self, stream_id: str, *, owner: Any = _ANY_OWNER) -> bool:
+        """Stop the running stream ``stream_id`` now: close it and its source.
+
+        The client reading it gets a ``cancelled`` error event and its response ends;
+        the log keeps that event for a resume.
+
+        Args:
+            stream_id: the stream's key (:attr:`SSEBody.stream_id`, the ``X-Stream-Id``
+                header, or an event id's part before its last ``.``).
+            owner: when given, the stream must belong to this owner (the ``owner``
+                given to :func:`sse_stream`; None for a stream started without one).
+
+        Returns:
+            True if a running stream was stopped; False if the id is unknown, belongs
+            to another owner, or its stream had already ended or been stopped.
+
+        Raises:
+            TypeError: ``stream_id`` is not a str.
+        """
+        if not isinstance(stream_id, str):
+            raise TypeError(f"stream_id must be a str, not {type(stream_id).__name__}")
+        with self._lock:
+            self._sweep_locked()
+            entry = self._entries.get(stream_id)
+            if entry is None or entry.stopping or entry.feed.ended:
+                return False
+            if owner is not _ANY_OWNER and not _same_owner(entry.owner, owner):
+                return False
+            entry.stopping = True
+        self._stop(entry)
+        return entry.feed.outcome == "cancelled"  # not if it ended by itself meanwhile
+
     def close(self) -> None:
-        """Close every stream of the registry (their sources too) and forget all logs."""
+        """Shut the registry down: every running stream gets an ``error`` event
+        ``shutdown`` (without an id, so a browser reconnects with the id of the last
+        event it got) and ends; every source is closed; all logs are forgotten.
+
+        For a server's shutdown hook. Safe to call more than once, from any thread.
+        """
         with self._lock:
             self._closed = True
-            entries = list(self._entries.values())
+            entries = [e for e in self._entries.values() if not (e.stopping or e.feed.ended)]
+            for entry in self._entries.values():
+                entry.stopping = True
+                entry.counted = -1
             self._entries.clear()
+            self._used = 0
         for entry in entries:
-            self._stop(entry)
+            self._stop(entry, shutdown=True)
+
+    @property
+    def size_bytes(self) -> int:
+        """The memory the registry's logs take, approximately (at most ``max_bytes``
+        plus what running streams need beyond their events)."""
+        with self._lock:
+            return self._used
 
     def __len__(self) -> int:
         with self._lock:
@@ -562,7 +744,7 @@ class SSEReplay:
         self.close()
 
     # --- used by sse_stream ------------------------------------------------------------
-    def _register(self, feed: "_Feed", owner: object) -> _Entry:
+    def _register(self, feed: "_Feed", reader: object, owner: Any) -> _Entry:
         with self._lock:
             if self._closed:
                 raise RuntimeError("this SSEReplay registry is closed")
@@ -571,44 +753,58 @@ class SSEReplay:
             while key in self._entries:  # pragma: no cover - 72 random bits
                 key = secrets.token_urlsafe(9)
             log = EventLog(self.max_events, self._clock)
-            entry = _Entry(key, log, feed)
-            entry.owner = owner
+            entry = _Entry(key, log, feed, owner)
+            entry.reader = reader
+            entry.counted = _ENTRY_OVERHEAD
+            self._used += _ENTRY_OVERHEAD
+            log._on_change = lambda grown: self._grew(entry, grown)
             feed.attach_log(log, key + ".")
             self._entries[key] = entry
             evicted = []
             while len(self._entries) > self.max_streams:
                 _, old = self._entries.popitem(last=False)
-                if old.owner is None:
+                self._uncount(old)
+                if old.reader is None and not old.stopping:
+                    old.stopping = True
                     evicted.append(old)
+            self._shrink_locked()
         for old in evicted:
             self._stop(old)
         return entry
 
-    def _attach(self, last_event_id: str, owner: object) -> Tuple[_Entry, int]:
+    def _attach(self, last_event_id: str, reader: object, owner: Any) -> Tuple[_Entry, int]:
         key, _, number = last_event_id.rpartition(".")
         with self._lock:
             self._sweep_locked()
             entry = self._entries.get(key) if key else None
-            if entry is None or not number.isdigit() or not number.isascii():
+            if (
+                entry is None
+                or not _same_owner(entry.owner, owner)
+                or not 0 < len(number) <= _MAX_SEQ_DIGITS
+                or not number.isdigit()
+                or not number.isascii()
+            ):
                 raise _ResumeError(
                     _UNKNOWN,
                     "Cannot resume: this event id is unknown, or its stream has expired.",
                 )
             seq = int(number)
-            entry.log.check(seq)
+            if entry.log.ended and seq == entry.log.last_seq:
+                raise _Finished()
+            entry.log._read_from(seq)
             if entry.timer is not None:
                 entry.timer.cancel()
                 entry.timer = None
-            entry.owner = owner
+            entry.reader = reader
             self._entries.move_to_end(key)
         return entry, seq
 
-    def _detach(self, entry: _Entry, owner: object) -> None:
+    def _detach(self, entry: _Entry, reader: object) -> None:
         with self._lock:
-            if entry.owner is not owner:
+            if entry.reader is not reader:
                 return  # another connection took the stream over
-            entry.owner = None
-            if entry.log.ended:
+            entry.reader = None
+            if entry.log.ended or entry.stopping:
                 return
             linger = self.grace > 0 and not self._closed and entry.key in self._entries
             if linger:
@@ -617,25 +813,61 @@ class SSEReplay:
                 timer.daemon = True
                 entry.timer = timer
                 timer.start()
+            else:
+                entry.stopping = True
         if not linger:
             self._stop(entry)
 
     def _abandon(self, entry: _Entry) -> None:
         """The grace period of a detached stream ran out."""
         with self._lock:
-            if entry.owner is not None or entry.timer is None:
-                return  # resumed in the meantime
+            if entry.reader is not None or entry.timer is None or entry.stopping:
+                return  # resumed or stopped in the meantime
             entry.timer = None
+            entry.stopping = True
         self._stop(entry)
 
-    def _stop(self, entry: _Entry) -> None:
+    def _stop(self, entry: _Entry, shutdown: bool = False) -> None:
         timer = entry.timer
         if timer is not None:
             timer.cancel()
             entry.timer = None
-        entry.feed.cancel()
+        entry.feed.cancel(shutdown=shutdown)
         with entry.pull_lock:
             entry.feed.end_cancelled()
+
+    # --- memory ------------------------------------------------------------------------
+    def _grew(self, entry: _Entry, grown: int) -> None:
+        """A log grew by ``grown`` bytes, or ended (0): called by the log, outside its
+        lock."""
+        with self._lock:
+            if entry.counted < 0:
+                return  # forgotten already
+            entry.counted += grown
+            self._used += grown
+            self._shrink_locked()
+
+    def _uncount(self, entry: _Entry) -> None:
+        if entry.counted >= 0:
+            self._used -= entry.counted
+            entry.counted = -1
+
+    def _shrink_locked(self) -> None:
+        """Bring the logs within ``max_bytes``: forget the oldest finished streams, then
+        drop the oldest events of running ones that were read (a running stream is never
+        forgotten, an unread event never dropped: the bound may be exceeded by those)."""
+        if self._used <= self.max_bytes:
+            return
+        for key in [k for k, e in self._entries.items() if e.log.ended]:
+            self._uncount(self._entries.pop(key))
+            if self._used <= self.max_bytes:
+                return
+        for entry in self._entries.values():
+            freed = entry.log._trim(self._used - self.max_bytes)
+            entry.counted -= freed
+            self._used -= freed
+            if self._used <= self.max_bytes:
+                return
 
     def _sweep_locked(self) -> None:
         if not self._entries:
@@ -647,7 +879,7 @@ class SSEReplay:
             if entry.log.ended_at is not None and now - entry.log.ended_at >= self.ttl
         ]
         for key in expired:
-            del self._entries[key]
+            self._uncount(self._entries.pop(key))
 
 
 # --- the producer: a ChunkStream turned into events --------------------------------------
@@ -667,7 +899,9 @@ class _Feed:
         estimated_tokens: int,
         expose_errors: bool,
     ) -> None:
-        self.stream = stream
+        #: None once the stream has ended, in a registry: a finished stream's log is
+        #: kept for ``ttl``, its stream and source are not
+        self.stream: Optional[ChunkStream] = stream
         self.event = event
         self.progress = progress
         self.estimated_tokens = estimated_tokens
@@ -678,6 +912,7 @@ class _Feed:
         self.tokens = 0
         self.ended = False
         self.outcome: Optional[str] = None  # "done", "error" or "cancelled"
+        self.shutdown = False  # stopped by SSEReplay.close(): readers get "shutdown"
         self._cancelled = False
 
     def attach_log(self, log: EventLog, prefix: str) -> None:
@@ -697,6 +932,7 @@ class _Feed:
         self.outcome = outcome
         if self.log is not None:
             self.log.end()
+            self.stream = None  # release the stream and its source (the log stays)
 
     def pull(self, timeout: Optional[float]) -> Optional[List[bytes]]:
         """The events of the next content chunk, or of the end of the stream.
@@ -704,9 +940,9 @@ class _Feed:
         Returns None when no chunk came within ``timeout`` seconds (None: wait as long
         as it takes), and ``[]`` once the stream has ended.
         """
-        if self.ended:
-            return []
         stream = self.stream
+        if self.ended or stream is None:
+            return []
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             try:
@@ -749,17 +985,24 @@ class _Feed:
         self._end("error")
         return out
 
-    def cancel(self) -> None:
-        """Close the stream (any thread); the next :meth:`pull` reports the cancellation."""
+    def cancel(self, shutdown: bool = False) -> None:
+        """Close the stream (any thread); the next :meth:`pull` reports the cancellation
+        (with ``shutdown``, the readers report a shutdown instead)."""
+        if shutdown and not self.ended:
+            self.shutdown = True
         self._cancelled = True
-        self.stream.close()
+        stream = self.stream
+        if stream is not None:
+            stream.close()
 
     def end_cancelled(self) -> List[bytes]:
-        """End with a ``cancelled`` error event (when not ended yet)."""
+        """End with a ``cancelled`` error event (when not ended yet); after a shutdown,
+        with no event: each reader sends its own ``shutdown`` notice, without an id."""
         if self.ended:
             return []
         out: List[bytes] = []
-        self._emit(out, "error", _notice("cancelled", "The stream was stopped before its end."))
+        if not self.shutdown:
+            self._emit(out, "error", _notice("cancelled", "The stream was stopped before its end."))
         self._end("cancelled")
         return out
 
@@ -768,7 +1011,8 @@ class _Feed:
 class SSEBody:
     """The response body of an event stream: an iterator of ``bytes`` with ``close()``.
 
-    Return it from a WSGI app (with :data:`SSE_HEADERS`); the server iterates it and
+    Return it from a WSGI app with its :attr:`status_line` and :attr:`headers`
+    (``start_response(body.status_line, body.headers)``); the server iterates it and
     calls :meth:`close` when the response ends, however it ends. Made by
     :func:`sse_stream`.
     """
@@ -779,10 +1023,15 @@ class SSEBody:
         keepalive: Optional[float],
         opening: bytes,
         pending: Iterable[bytes] = (),
+        status: int = 200,
     ) -> None:
         self._feed = feed
+        self._stream = None if feed is None else feed.stream
         self._keepalive = keepalive
-        self._pending: Deque[bytes] = collections.deque([opening, *pending])
+        self._status = status
+        self._pending: Deque[bytes] = collections.deque(
+            [opening, *pending] if status == 200 else ()
+        )
         self._entry: Optional[_Entry] = None
         self._token = object()
         self._cursor = 0
@@ -790,6 +1039,8 @@ class SSEBody:
         self._finalizer: Optional[Any] = None
 
     def _attach(self, registry: SSEReplay, entry: _Entry, cursor: int) -> None:
+        self._feed = entry.feed
+        self._stream = entry.feed.stream
         self._entry = entry
         self._cursor = cursor
         self._finalizer = weakref.finalize(self, registry._detach, entry, self._token)
@@ -797,13 +1048,38 @@ class SSEBody:
     # --- public ------------------------------------------------------------------------
     @property
     def stream(self) -> Optional[ChunkStream]:
-        """The :class:`ChunkStream` behind this body (None for an error-only body)."""
-        return None if self._feed is None else self._feed.stream
+        """The :class:`ChunkStream` behind this body (None for an error-only body, and
+        for a resume of a stream that had ended)."""
+        return self._stream
 
     @property
     def stream_id(self) -> Optional[str]:
-        """The key of this stream in its :class:`SSEReplay` registry, if any."""
+        """The key of this stream in its :class:`SSEReplay` registry, if any: what
+        :meth:`SSEReplay.cancel` takes (also sent as the ``X-Stream-Id`` header)."""
         return None if self._entry is None else self._entry.key
+
+    @property
+    def status(self) -> int:
+        """The HTTP status of the response: 200, or 204 (No Content) for a resume of
+        a stream that has ended and whose every event the client has (an
+        ``EventSource`` stops reconnecting on 204). A 204 body yields nothing."""
+        return self._status
+
+    @property
+    def status_line(self) -> str:
+        """:attr:`status` as a WSGI status line: ``"200 OK"`` or ``"204 No Content"``."""
+        return "200 OK" if self._status == 200 else "204 No Content"
+
+    @property
+    def headers(self) -> List[Tuple[str, str]]:
+        """The response headers: :data:`SSE_HEADERS` and ``X-Stream-Id`` (with a
+        registry); for a 204, only ``Cache-Control`` (a 204 has no content type)."""
+        if self._status != 200:
+            return [("Cache-Control", "no-cache")]
+        headers = list(SSE_HEADERS)
+        if self._entry is not None:
+            headers.append((_STREAM_ID_HEADER, self._entry.key))
+        return headers
 
     @property
     def outcome(self) -> Optional[str]:
@@ -864,7 +1140,7 @@ class SSEBody:
         assert entry is not None and feed is not None
         keepalive = self._keepalive
         while True:
-            if entry.owner is not self._token:
+            if entry.reader is not self._token:
                 return None  # another connection took the stream over
             try:
                 events = entry.log.after(self._cursor)
@@ -875,6 +1151,9 @@ class SSEBody:
                 self._cursor = events[-1][0]
                 return b"".join(data for _, data in events)
             if entry.log.ended:
+                if feed.shutdown:  # SSEReplay.close(): no id, the client resumes elsewhere
+                    self._closed = True
+                    return _SHUTDOWN
                 return None
             if keepalive is None:
                 entry.pull_lock.acquire()
@@ -906,6 +1185,7 @@ def sse_stream(
     retry: Optional[int] = None,
     expose_errors: bool = False,
     stop: Optional[threading.Event] = None,
+    owner: Union[str, int, None] = None,
 ) -> SSEBody:
     """An event stream of ``chunks``, as the body of a WSGI response.
 
@@ -928,14 +1208,22 @@ def sse_stream(
         expose_errors: put the exception's type and text in the ``error`` event
             (default: a generic message and an error id, the exception being logged).
         stop: a ``threading.Event`` that stops the stream when set.
+        owner: who the stream belongs to (a session or user id), with a registry: a
+            resume must come with the same owner, else it gets ``unknown_event_id`` as
+            if the id did not exist (an event id alone is a bearer token).
 
     Returns:
-        An :class:`SSEBody`: iterate it for bytes; ``close()`` stops the stream.
+        An :class:`SSEBody`: iterate it for bytes; ``close()`` stops the stream. Its
+        :attr:`~SSEBody.status` is 204 for a resume of a stream that has ended and
+        whose every event the client has.
 
     Raises:
         ValueError: an invalid option (``event``, ``retry``, ``keepalive``, ...).
+        TypeError: an ``owner`` that is not a str, an int or None; a ``replay`` that
+            is not an :class:`SSEReplay`.
     """
     _check_event_name(event)
+    _check_owner(owner)
     _check_retry(retry)
     if keepalive is not None:
         keepalive = _check_seconds("keepalive", keepalive, allow_zero=False)
@@ -952,7 +1240,7 @@ def sse_stream(
     if last_event_id:
         if not _is_factory(chunks):
             close_quietly(chunks)
-        return _resume(str(last_event_id), replay, keepalive, opening)
+        return _resume(str(last_event_id), replay, keepalive, opening, owner)
 
     source: Any = chunks() if _is_factory(chunks) else chunks  # type: ignore[operator]
     if isinstance(source, ChunkStream) and stop is None:
@@ -970,7 +1258,7 @@ def sse_stream(
     body = SSEBody(feed, keepalive, opening)
     if replay is not None:
         try:
-            entry = replay._register(feed, body._token)
+            entry = replay._register(feed, body._token, owner)
         except BaseException:
             stream.close()
             raise
@@ -979,7 +1267,11 @@ def sse_stream(
 
 
 def _resume(
-    last_event_id: str, replay: Optional[SSEReplay], keepalive: Optional[float], opening: bytes
+    last_event_id: str,
+    replay: Optional[SSEReplay],
+    keepalive: Optional[float],
+    opening: bytes,
+    owner: Any,
 ) -> SSEBody:
     try:
         if replay is None:
@@ -987,11 +1279,12 @@ def _resume(
                 _UNKNOWN, "Cannot resume: this server keeps no events for this stream."
             )
         body = SSEBody(None, keepalive, opening)
-        entry, seq = replay._attach(last_event_id, body._token)
+        entry, seq = replay._attach(last_event_id, body._token, owner)
     except _ResumeError as exc:
         error = format_sse_event("error", _notice(exc.code, exc.message)).encode("utf-8")
         return SSEBody(None, keepalive, opening, [error])
-    body._feed = entry.feed
+    except _Finished:
+        return SSEBody(None, keepalive, opening, status=204)
     body._attach(replay, entry, seq)
     return body
 

@@ -375,3 +375,31 @@ def test_pipe_rate_writes_each_word_at_its_paced_time():
     finally:
         _reap(proc)
     assert (first + rest).decode() == "a b c d e f g h i j "
+
+
+def test_the_serve_demo_answers_204_to_a_resume_after_the_end():
+    import wsgiref.util
+
+    from helixstream._cli import build_parser
+    from helixstream._serve import make_app
+
+    from .test_sse_encoding import browser_events
+
+    args = build_parser().parse_args(["serve", "--port", "0"])
+    app = make_app(args, lambda _args: ["Hello", " there."])
+
+    def get(headers):
+        environ = {"PATH_INFO": "/events", **headers}
+        wsgiref.util.setup_testing_defaults(environ)
+        started = []
+        body = app(environ, lambda status, hdrs: started.append((status, hdrs)))
+        try:
+            return started[0][0], b"".join(body)
+        finally:
+            body.close()
+
+    status, raw = get({})
+    last = browser_events(raw)[-1]
+    assert (status, last.type) == ("200 OK", "done")
+    assert get({"HTTP_LAST_EVENT_ID": last.last_event_id}) == ("204 No Content", b"")
+    app.replay.close()

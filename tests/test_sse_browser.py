@@ -11,6 +11,11 @@ the DOM (``--dump-dom``), which the test reads back:
   tests and the httpx-sse/sseclient-py checks rely on) says;
 - a connection the server cuts mid-stream: the browser reconnects by itself with
   ``Last-Event-ID`` and the page ends with the whole text, nothing twice.
+- a "Stop" button: the page POSTs the stream's id, the server cancels it (checked
+  against the session's owner), the page gets ``cancelled`` and the model's stream is
+  closed;
+- a page that never closes its EventSource: after the end, its reconnect is answered
+  204 and the browser stops for good.
 
 Needs Debian's ``chromium`` (``.ci/run`` installs it); skipped, saying so, without it.
 """
@@ -257,3 +262,117 @@ def test_the_browser_resumes_a_cut_stream_with_last_event_id(site: Any) -> None:
     assert element_text(dom, "opens") == "2"
     first, resumed = app.last_event_ids
     assert first == "" and re.fullmatch(r"[\w-]+\.10", resumed), app.last_event_ids
+
+
+# --- a "Stop" button (docs/recipes.md): cancel by id, checked against the owner ------------
+STOP_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"></head><body>
+<div id="text"></div> <span id="status">connecting</span> <span id="stop">-</span>
+<script>
+const es = new EventSource("/long");
+let asked = false;
+es.onmessage = (e) => {
+  document.getElementById("text").textContent += e.data;
+  if (asked) return;
+  asked = true;   // the user presses "Stop" after the first words
+  const id = e.lastEventId.slice(0, e.lastEventId.lastIndexOf("."));
+  fetch("/stop/" + id, {method: "POST"}).then((r) => {
+    document.getElementById("stop").textContent = String(r.status);
+  });
+};
+es.addEventListener("error", (e) => {
+  if (e.data) { es.close(); document.getElementById("status").textContent = JSON.parse(e.data).code; }
+});
+</script></body></html>
+"""
+
+
+def test_the_browser_stops_its_stream_with_a_post_checked_against_its_owner() -> None:
+    import secrets
+    import threading
+
+    closed = threading.Event()
+    stop_answers: List[int] = []
+
+    def long_answer() -> Iterator[str]:
+        pause = threading.Event()
+        try:
+            for n in range(2000):  # 20 s of words unless stopped
+                pause.wait(0.01)
+                yield f"w{n} "
+        finally:
+            closed.set()
+
+    app = flask.Flask("sse_stop_test")
+    app.secret_key = "helixstream-tests"
+    replay = SSEReplay(grace=30)
+    from helixstream.integrations.flask import sse_response
+
+    def owner() -> str:
+        return str(flask.session.setdefault("owner", secrets.token_hex(8)))
+
+    @app.get("/")
+    def page() -> Any:
+        return flask.Response(STOP_PAGE, mimetype="text/html")
+
+    @app.get("/long")
+    def long() -> Any:
+        return sse_response(long_answer, replay=replay, owner=owner())
+
+    @app.post("/stop/<stream_id>")
+    def stop(stream_id: str) -> Any:
+        # someone else who learnt the id cannot stop it
+        assert replay.cancel(stream_id, owner="someone else") is False
+        cancelled = replay.cancel(stream_id, owner=owner())
+        stop_answers.append(204 if cancelled else 404)
+        return ("", 204) if cancelled else ("", 404)
+
+    try:
+        with serve(app, "werkzeug") as base:
+            dom = dump_dom(base + "/")
+            assert closed.wait(5), "the model's stream was not closed"
+    finally:
+        replay.close()
+    assert element_text(dom, "status") == "cancelled"
+    assert element_text(dom, "stop") == "204" and stop_answers == [204]
+    words = element_text(dom, "text").split()
+    assert words and len(words) < 2000 and words == [f"w{n}" for n in range(len(words))]
+
+
+FORGETFUL_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"></head><body>
+<div id="text"></div> <span id="state">open</span>
+<script>
+const es = new EventSource("/short");   // never closed: the browser reconnects after "done"
+es.onmessage = (e) => { document.getElementById("text").textContent += e.data; };
+es.addEventListener("error", () => {
+  if (es.readyState === EventSource.CLOSED) document.getElementById("state").textContent = "closed";
+});
+</script></body></html>
+"""
+
+
+def test_a_page_that_forgets_to_close_stops_reconnecting_after_the_end() -> None:
+    from helixstream.integrations.flask import sse_response
+
+    app = flask.Flask("sse_forgetful_test")
+    replay = SSEReplay()
+    requests: List[str] = []
+
+    @app.get("/")
+    def page() -> Any:
+        return flask.Response(FORGETFUL_PAGE, mimetype="text/html")
+
+    @app.get("/short")
+    def short() -> Any:
+        requests.append(flask.request.headers.get("Last-Event-ID", ""))
+        return sse_response(["Hello", " there"], replay=replay, retry=50)
+
+    try:
+        with serve(app, "werkzeug") as base:
+            dom = dump_dom(base + "/")
+    finally:
+        replay.close()
+    assert element_text(dom, "text") == "Hello there"
+    assert element_text(dom, "state") == "closed"  # 204: the EventSource gave up
+    assert len(requests) == 2 and requests[0] == "" and requests[1].endswith(".3"), requests

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from helixstream._sse import SSE_HEADERS, SSEBody, SSEReplay, sse_stream
+from helixstream._sse import SSEBody, SSEReplay, sse_stream
 
 from .conftest import helix_threads, wait_for
 from .sources import BlockingSource
@@ -134,7 +134,7 @@ def plain_app(make_source: Callable[[], Any], bodies: List[SSEBody], **options: 
     def app(environ: Dict[str, Any], start_response: Callable[..., Any]) -> Any:
         body = sse_stream(make_source, last_event_id=environ.get("HTTP_LAST_EVENT_ID"), **options)
         bodies.append(body)
-        start_response("200 OK", list(SSE_HEADERS))
+        start_response(body.status_line, body.headers)
         return body
 
     return Recorder(wsgiref.validate.validator(app))
@@ -401,3 +401,119 @@ def test_extra_headers_go_out_with_the_event_stream_headers() -> None:
     assert response.headers["X-Request-Id"] == "42"
     assert response.headers["Content-Type"] == "text/event-stream; charset=utf-8"
     assert [e.data for e in browser_events(response.data)] == ["x", "[DONE]"]
+
+
+# --- issue 11: 204 for a finished stream, bounded ids, the stream id, cancel, shutdown -------
+@pytest.mark.parametrize("setup", SETUPS)
+def test_resuming_a_finished_stream_answers_204_with_no_body(setup: str) -> None:
+    replay = SSEReplay()
+    try:
+        with running(setup, lambda: ["a", "b"], replay=replay) as (url, _, _):
+            events, first = read_httpx_sse(url)
+            assert first.status_code == 200
+            with httpx.Client(timeout=10) as client:
+                again = client.get(url, headers={"Last-Event-ID": events[-1].last_event_id})
+                assert (again.status_code, again.content) == (204, b"")
+                assert "x-stream-id" not in again.headers
+                assert "content-type" not in again.headers
+                # events still to send: a 200 that replays them
+                rest = client.get(url, headers={"Last-Event-ID": events[0].last_event_id})
+                assert rest.status_code == 200
+                assert browser_events(rest.content) == events[1:]
+    finally:
+        replay.close()
+
+
+@pytest.mark.parametrize("setup", SETUPS)
+def test_a_last_event_id_with_thousands_of_digits_is_unknown_not_a_500(setup: str) -> None:
+    source = BlockingSource(["a"])
+    replay = SSEReplay(grace=30)
+    try:
+        with running(setup, lambda: source, replay=replay, keepalive=0.05) as (url, _, _):
+            first, _ = read_httpx_sse(url, limit=1)
+            key = first[0].last_event_id.rpartition(".")[0]
+            events, response = read_httpx_sse(url, headers={"Last-Event-ID": f"{key}.{'9' * 4301}"})
+            assert response.status_code == 200
+            assert [json.loads(e.data)["code"] for e in events] == ["unknown_event_id"]
+    finally:
+        replay.close()
+
+
+@pytest.mark.parametrize("setup", SETUPS)
+def test_the_stream_id_goes_out_as_the_x_stream_id_header(setup: str) -> None:
+    replay = SSEReplay()
+    try:
+        with running(setup, lambda: ["a"], replay=replay) as (url, bodies, _):
+            events, response = read_httpx_sse(url)
+        key = response.headers["x-stream-id"]
+        assert all(e.last_event_id.startswith(key + ".") for e in events)
+        assert all(body.stream_id == key for body in bodies)
+    finally:
+        replay.close()
+
+
+@pytest.mark.parametrize("module", ["flask", "django"])
+def test_the_integrations_put_the_stream_id_on_the_response(module: str) -> None:
+    pytest.importorskip(module)
+    if module == "django":
+        django_app(lambda: [], [])  # configures Django
+        from helixstream.integrations.django import sse_response
+    else:
+        from helixstream.integrations.flask import sse_response  # type: ignore[no-redef]
+    replay = SSEReplay()
+    response = sse_response(["a"], replay=replay)
+    without = sse_response(["a"])
+    try:
+        assert response.stream_id in replay
+        assert response.headers["X-Stream-Id"] == response.stream_id
+        assert without.stream_id is None and "X-Stream-Id" not in without.headers
+    finally:
+        response.close()
+        without.close()
+        replay.close()
+
+
+def test_closing_the_registry_while_a_client_reads_sends_it_a_shutdown_event() -> None:
+    """What a server's shutdown hook does: the reading client gets ``shutdown`` and the
+    stream's source is closed."""
+    source = PacedSource(limit=2)  # two tokens, then silence
+    replay = SSEReplay(grace=30)
+    with running("waitress", lambda: source, replay=replay, keepalive=0.05) as (url, _, _):
+        got: List[Dispatched] = []
+        with httpx.Client(timeout=10) as client:
+            with httpx_sse.connect_sse(client, "GET", url) as events:
+                for sse in events.iter_sse():
+                    got.append(Dispatched(sse.event, sse.data, sse.id))
+                    if len(got) == 2:
+                        replay.close()
+        assert source.closed.wait(5)
+    assert [e.data for e in got[:2]] == ["tok1 ", "tok2 "]
+    assert [(e.type, json.loads(e.data)["code"]) for e in got[2:]] == [("error", "shutdown")]
+    assert got[-1].last_event_id == got[1].last_event_id  # no id: the browser keeps its own
+
+
+@pytest.mark.parametrize("setup", SETUPS)
+def test_cancel_by_id_ends_the_response_a_client_is_reading(setup: str) -> None:
+    source = PacedSource(limit=2)  # two tokens, then silence
+    replay = SSEReplay(grace=30)
+    try:
+        with running(setup, lambda: source, replay=replay, owner="alice", keepalive=0.05) as (
+            url,
+            _,
+            _,
+        ):
+            got: List[Dispatched] = []
+            with httpx.Client(timeout=10) as client:
+                with httpx_sse.connect_sse(client, "GET", url) as events:
+                    key = events.response.headers["x-stream-id"]
+                    for sse in events.iter_sse():
+                        got.append(Dispatched(sse.event, sse.data, sse.id))
+                        if len(got) == 2:
+                            assert replay.cancel(key, owner="mallory") is False
+                            assert replay.cancel(key, owner="alice") is True
+                            assert source.closed.is_set()
+        assert [e.data for e in got[:2]] == ["tok1 ", "tok2 "]
+        assert [(e.type, json.loads(e.data)["code"]) for e in got[2:]] == [("error", "cancelled")]
+        assert got[-1].last_event_id == f"{key}.3"
+    finally:
+        replay.close()

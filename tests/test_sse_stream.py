@@ -15,6 +15,7 @@ import logging
 import re
 import threading
 import time
+import weakref
 from typing import Any, Iterator, List
 
 import pytest
@@ -22,6 +23,7 @@ import pytest
 from helixstream._aggregate import ChunkAggregator
 from helixstream._chunk import StreamChunk
 from helixstream._engine import ChunkStream
+from helixstream._errors import ConfigError
 from helixstream._sse import SSEBody, SSEReplay, sse_stream, stream_chunks_to_sse
 from helixstream._streamer import EnhancedStreamer
 from helixstream._tokens import estimate_tokens
@@ -562,3 +564,291 @@ def test_ids_of_a_registry_stream_name_the_stream_and_the_position() -> None:
     events = events_of(body)
     assert all(re.fullmatch(r"[A-Za-z0-9_-]{12}\.\d+", e.last_event_id) for e in events)
     assert isinstance(body.stream, ChunkStream)
+
+
+# --- issue 11: owners, bounded parsing, 204, memory, cancel, shutdown ----------------------
+def _code(body: SSEBody) -> str:
+    return str(_resume_error(body)["code"])
+
+
+def test_a_resume_from_another_owner_is_an_unknown_event_id() -> None:
+    source = BlockingSource(["secret answer"])
+    replay = SSEReplay(grace=30, clock=FakeClock())
+    first = sse_stream(source, replay=replay, owner="alice")
+    try:
+        event = next_event(first)[0]
+        for other in ("mallory", None, 7):
+            stolen = sse_stream(
+                _not_called, last_event_id=event.last_event_id, replay=replay, owner=other
+            )
+            assert _code(stolen) == "unknown_event_id"
+        source.feed("more")
+        assert next_event(first)[0].data == "more"  # alice's connection goes on
+    finally:
+        first.close()
+        replay.close()
+
+
+def test_the_owner_resumes_their_own_stream() -> None:
+    replay = SSEReplay(clock=FakeClock())
+    first = sse_stream(["a", "b"], replay=replay, owner=42)
+    events = events_of(first)
+    again = sse_stream(_not_called, last_event_id=events[0].last_event_id, replay=replay, owner=42)
+    assert events_of(again) == events[1:]
+
+
+@pytest.mark.parametrize("owner", [object(), True, 1.5, b"x", ["a"]])
+def test_an_owner_must_be_a_str_or_an_int(owner: Any) -> None:
+    source = BlockingSource()
+    with pytest.raises(TypeError, match="owner"):
+        sse_stream(source, replay=SSEReplay(clock=FakeClock()), owner=owner)
+    assert not source.closed.is_set()
+
+
+@pytest.mark.parametrize("digits", [19, 30, 4301, 100_000])
+def test_a_sequence_number_of_too_many_digits_is_an_unknown_event_id(digits: int) -> None:
+    replay = SSEReplay(grace=30, clock=FakeClock())
+    source = BlockingSource(["a"])
+    first = sse_stream(source, replay=replay)
+    try:
+        next_event(first)
+        last_id = f"{first.stream_id}.{'1' * digits}"
+        assert _code(sse_stream(_not_called, last_event_id=last_id, replay=replay)) == (
+            "unknown_event_id"
+        )
+    finally:
+        first.close()
+        replay.close()
+
+
+def test_resuming_a_finished_stream_after_its_last_event_answers_204_with_no_body() -> None:
+    replay = SSEReplay(clock=FakeClock())
+    first = sse_stream(["a"], replay=replay)
+    events = events_of(first)
+    assert first.status == 200 and first.status_line == "200 OK"
+    body = sse_stream(_not_called, last_event_id=events[-1].last_event_id, replay=replay)
+    assert (body.status, body.status_line) == (204, "204 No Content")
+    assert body.stream_id is None
+    assert read_all(body) == b""
+    # a finished stream with events still to send is replayed as before
+    body = sse_stream(_not_called, last_event_id=events[0].last_event_id, replay=replay)
+    assert body.status == 200 and events_of(body) == events[1:]
+
+
+def test_a_finished_stream_releases_its_source_while_its_log_is_kept() -> None:
+    class Source:
+        def __init__(self) -> None:
+            self.items = iter(["a", "b"])
+
+        def __iter__(self) -> "Source":
+            return self
+
+        def __next__(self) -> str:
+            return next(self.items)
+
+    replay = SSEReplay(clock=FakeClock())
+    source = Source()
+    ref = weakref.ref(source)
+    body = sse_stream(source, replay=replay)
+    del source
+    events = events_of(body)
+    del body
+    gc.collect()
+    assert ref() is None, gc.get_referrers(ref())
+    assert len(replay) == 1  # the log is still there for a resume
+    assert (
+        events_of(sse_stream(_not_called, last_event_id=events[0].last_event_id, replay=replay))
+        == events[1:]
+    )
+
+
+def test_the_logs_are_bounded_by_bytes_the_oldest_finished_streams_forgotten_first() -> None:
+    replay = SSEReplay(max_bytes=20_000, clock=FakeClock())
+    live_source = BlockingSource(["x" * 1000])
+    live = sse_stream(live_source, replay=replay)
+    try:
+        next_event(live)  # the oldest stream, still running
+        ids = []
+        for n in range(40):
+            events = events_of(sse_stream([f"{n}:" + "y" * 1000], replay=replay))
+            ids.append(events[0].last_event_id)
+        assert replay.size_bytes <= 20_000
+        assert live.stream_id in replay  # a live stream is not evicted for finished ones
+        assert _code(sse_stream(_not_called, last_event_id=ids[0], replay=replay)) == (
+            "unknown_event_id"
+        )
+        newest = events_of(sse_stream(_not_called, last_event_id=ids[-1], replay=replay))
+        assert [e.type for e in newest] == ["done"]
+    finally:
+        live.close()
+        replay.close()
+
+
+def test_a_live_log_beyond_max_bytes_drops_its_oldest_events() -> None:
+    replay = SSEReplay(max_bytes=5_000, clock=FakeClock())
+    body = sse_stream(["z" * 1000 for _ in range(20)], replay=replay)
+    events = events_of(body)
+    assert replay.size_bytes <= 5_000
+    assert _code(sse_stream(_not_called, last_event_id=events[0].last_event_id, replay=replay)) == (
+        "events_expired"
+    )
+    tail = events_of(sse_stream(_not_called, last_event_id=events[-2].last_event_id, replay=replay))
+    assert tail == events[-1:]
+
+
+def test_the_default_max_bytes_is_64_mib() -> None:
+    assert SSEReplay().max_bytes == 64 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(ttl=-1),
+        dict(grace=-0.5),
+        dict(max_events=0),
+        dict(max_streams=0),
+        dict(ttl="1"),
+        dict(max_bytes=0),
+        dict(max_bytes=-5),
+        dict(max_bytes=1.5),
+        dict(max_bytes="1"),
+        dict(max_bytes=True),
+        dict(ttl=float("inf")),
+        dict(grace=float("nan")),
+        dict(clock="now"),
+        dict(max_events=None),
+    ],
+)
+def test_every_bad_registry_argument_is_a_config_error(options: dict) -> None:
+    with pytest.raises(ConfigError):
+        SSEReplay(**options)
+
+
+def test_cancel_by_id_closes_the_stream_and_its_source_at_once() -> None:
+    source = BlockingSource(["a"])
+    replay = SSEReplay(grace=30, clock=FakeClock())
+    body = sse_stream(source, replay=replay, owner="alice")
+    try:
+        next_event(body)
+        key = body.stream_id
+        assert key is not None
+        assert replay.cancel(key, owner="mallory") is False
+        assert replay.cancel("no-such-stream") is False
+        assert not source.closed.is_set()
+        assert replay.cancel(key, owner="alice") is True
+        assert source.closed.is_set()  # at once, not at the reader's next read
+        events = next_event(body)
+        assert [json.loads(e.data)["code"] for e in events] == ["cancelled"]
+        assert events[0].last_event_id == f"{key}.2"
+        with pytest.raises(StopIteration):
+            next(body)
+        assert body.outcome == "cancelled"
+        assert replay.cancel(key) is False  # already over
+    finally:
+        body.close()
+        replay.close()
+
+
+def test_cancel_stops_a_stream_whose_client_left_during_its_grace() -> None:
+    source = BlockingSource(["a"])
+    replay = SSEReplay(grace=60, clock=FakeClock())
+    body = sse_stream(source, replay=replay)
+    next_event(body)
+    body.close()
+    assert not source.closed.is_set()
+    assert replay.cancel(body.stream_id) is True  # type: ignore[arg-type]
+    assert source.closed.is_set()
+    assert wait_for(
+        lambda: not any(t.name.startswith("helixstream-sse-grace") for t in threading.enumerate())
+    )
+    events = events_of(sse_stream(_not_called, last_event_id=f"{body.stream_id}.1", replay=replay))
+    assert [json.loads(e.data)["code"] for e in events] == ["cancelled"]
+    replay.close()
+
+
+def test_cancel_needs_a_str_id() -> None:
+    replay = SSEReplay(clock=FakeClock())
+    with pytest.raises(TypeError):
+        replay.cancel(5)  # type: ignore[arg-type]
+
+
+def test_closing_the_registry_sends_each_open_stream_a_shutdown_error_and_closes_sources() -> None:
+    sources = [BlockingSource(["a"]), BlockingSource(["b"])]
+    replay = SSEReplay(grace=60, clock=FakeClock())
+    reading = sse_stream(sources[0], replay=replay)
+    waiting = sse_stream(sources[1], replay=replay)
+    first = next_event(reading)[0]
+    next_event(waiting)
+    waiting.close()  # its client left: the stream waits for it
+    replay.close()
+    assert all(s.closed.is_set() for s in sources)
+    raw = b"".join(reading)
+    events = browser_events(raw)
+    assert [e.type for e in events] == ["error"]
+    assert json.loads(events[0].data)["code"] == "shutdown"
+    assert b"\nid:" not in raw  # the browser keeps the id of the last event it got
+    assert first.last_event_id.endswith(".1")
+    assert reading.outcome == "cancelled"
+    reading.close()
+    replay.close()  # twice is fine
+
+
+def test_closing_the_registry_leaves_a_finished_stream_being_replayed_as_it_was() -> None:
+    replay = SSEReplay(clock=FakeClock())
+    events = events_of(sse_stream(["a", "b"], replay=replay))
+    body = sse_stream(_not_called, last_event_id=events[0].last_event_id, replay=replay)
+    assert next(body) == OPENING
+    replay.close()
+    assert events_of(body) == events[1:]  # no shutdown notice after its "done"
+
+
+def test_the_byte_count_matches_the_logs_kept_after_concurrent_streams() -> None:
+    from helixstream._sse import _ENTRY_OVERHEAD
+
+    replay = SSEReplay(max_bytes=30_000, max_streams=25, clock=FakeClock())
+    errors: List[BaseException] = []
+
+    def client(n: int) -> None:
+        try:
+            events_of(sse_stream([f"{n}-{i} " * 20 for i in range(10)], replay=replay))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors
+    kept = list(replay._entries.values())
+    assert replay.size_bytes == sum(_ENTRY_OVERHEAD + e.log.size_bytes for e in kept)
+    assert replay.size_bytes <= 30_000 and 0 < len(replay) <= 25
+    replay.close()
+    assert replay.size_bytes == 0
+
+
+@pytest.mark.parametrize("max_bytes", [1, 3_000])
+def test_a_reader_gets_every_event_however_small_max_bytes_is(max_bytes: int) -> None:
+    replay = SSEReplay(max_bytes=max_bytes, clock=FakeClock())
+    texts = [f"{n}:" + "z" * 1000 for n in range(20)]
+    events = events_of(sse_stream(texts, replay=replay, progress=True))
+    assert [e.data for e in events if e.type == "message"] == texts
+    assert events[-1].type == "done"
+
+
+def test_finished_streams_beyond_max_bytes_are_forgotten_when_they_end() -> None:
+    replay = SSEReplay(max_bytes=10_000, clock=FakeClock())
+    sources = [BlockingSource(["x" * 2000]) for _ in range(4)]
+    bodies = [sse_stream(s, replay=replay) for s in sources]
+    try:
+        for body in bodies:
+            next_event(body)
+        for source in sources:
+            source.end()
+        for body in bodies:
+            assert next_event(body)[0].type == "done"
+        assert replay.size_bytes <= 10_000
+    finally:
+        for body in bodies:
+            body.close()
+        replay.close()

@@ -14,6 +14,12 @@
 The response is a ``StreamingHttpResponse``; when the client goes away, the WSGI server
 closes it, which stops the stream's threads and closes the LLM stream.
 
+With a registry, the stream's key is the response's ``X-Stream-Id`` header and its
+``stream_id`` attribute (for ``replay.cancel``); pass ``owner=`` (a session or user id)
+so that only its owner can resume it. A resume of a stream that has ended and whose
+every event the client has is answered ``204 No Content`` (an ``HttpResponse``; an
+``EventSource`` then stops reconnecting).
+
 ``django.middleware.gzip.GZipMiddleware`` compresses streaming responses and holds
 events back until it has a block's worth of data, so the browser sees nothing for a
 long time: leave it out of ``MIDDLEWARE`` for projects that serve event streams (or
@@ -24,11 +30,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Union
 
-from .._sse import SSE_HEADERS, sse_stream
+from .._sse import sse_stream
 from . import extra_headers, require
 
 if TYPE_CHECKING:  # pragma: no cover
-    from django.http import StreamingHttpResponse  # type: ignore[import-untyped,unused-ignore]
+    from django.http import HttpResponseBase  # type: ignore[import-untyped,unused-ignore]
 
 __all__ = ["sse_response"]
 
@@ -40,7 +46,7 @@ def sse_response(
     status: int = 200,
     headers: Optional[Mapping[str, str]] = None,
     **options: Any,
-) -> "StreamingHttpResponse":
+) -> "HttpResponseBase":
     """A Django ``StreamingHttpResponse`` streaming ``chunks`` as Server-Sent Events.
 
     Args:
@@ -48,13 +54,15 @@ def sse_response(
             a new stream starts, not when a client resumes).
         request: the ``HttpRequest``; its ``Last-Event-ID`` header is the default
             ``last_event_id``.
-        status: the HTTP status.
+        status: the HTTP status (a resume answered 204 keeps its 204).
         headers: more response headers (hop-by-hop headers are refused).
         **options: :func:`helixstream.sse_stream` options (``keepalive``, ``progress``,
-            ``estimated_tokens``, ``replay``...).
+            ``estimated_tokens``, ``replay``, ``owner``...).
 
     Returns:
-        A ``StreamingHttpResponse`` with :data:`helixstream.SSE_HEADERS`.
+        A ``StreamingHttpResponse`` with :data:`helixstream.SSE_HEADERS` (and
+        ``X-Stream-Id`` with a registry), or an empty ``HttpResponse`` with status 204;
+        its ``stream_id`` attribute is the stream's key (None without a registry).
 
     Raises:
         ImportError: Django is not installed (``pip install 'helixstream[django]'``).
@@ -65,7 +73,14 @@ def sse_response(
     if "last_event_id" not in options and request is not None:
         options["last_event_id"] = request.META.get("HTTP_LAST_EVENT_ID")
     body = sse_stream(chunks, **options)
-    response: "StreamingHttpResponse" = http.StreamingHttpResponse(body, status=status)
-    for name, value in (*SSE_HEADERS, *extra):
+    response: Any
+    if body.status != 200:  # nothing to send: no body, and no event-stream headers
+        body.close()
+        response = http.HttpResponse(status=body.status)
+        del response["Content-Type"]
+    else:
+        response = http.StreamingHttpResponse(body, status=status)
+    for name, value in (*body.headers, *extra):
         response[name] = value
+    response.stream_id = body.stream_id
     return response
