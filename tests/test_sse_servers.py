@@ -87,7 +87,15 @@ def serve(app: Callable[..., Any], server: str) -> Iterator[str]:
         try:
             yield f"http://127.0.0.1:{srv.effective_port}"
         finally:
-            srv.trigger.pull_trigger(srv.close)  # closed by its own loop: no select timeout
+            # Closed by its own loop (no select timeout). Not pull_trigger(srv.close): it
+            # appends the thunk, then writes to the trigger's pipe; a worker's own pull
+            # (a response just finishing) can wake the loop in between, which runs the
+            # thunk and closes the pipe before that write (EBADF, or a write into a
+            # reused descriptor). Holding the trigger's lock keeps the loop from running
+            # the thunk until the wake-up byte is written.
+            with srv.trigger.lock:
+                srv.trigger.thunks.append(srv.close)
+                srv.trigger._physical_pull()
             thread.join(5)
             srv.task_dispatcher.shutdown(timeout=5)
     elif server == "werkzeug":
