@@ -133,6 +133,7 @@ from ._aggregate import ChunkAggregator
 from ._chunk import StreamChunk
 from ._engine import ChunkStream
 from ._errors import ConfigError
+from ._formats import EventFormat, Events, make_format
 from ._inputs import check_binary_writer, check_source
 from ._tokens import estimate_tokens
 from ._util import close_quietly
@@ -271,7 +272,9 @@ def _progress_data(received: int, total: Optional[int]) -> str:
     return _dumps({"received": received, "total": total or None})
 
 
-def _error_data(exc: Optional[BaseException], error_id: str, expose: bool, log: bool = True) -> str:
+def _error_payload(
+    exc: Optional[BaseException], error_id: str, expose: bool, log: bool = True
+) -> Dict[str, Any]:
     if log and exc is not None:
         logger.error(
             "event stream failed (error id %s)",
@@ -286,7 +289,11 @@ def _error_data(exc: Optional[BaseException], error_id: str, expose: bool, log: 
     if expose and exc is not None:
         payload["type"] = type(exc).__name__
         payload["detail"] = str(exc)
-    return _dumps(payload)
+    return payload
+
+
+def _error_data(exc: Optional[BaseException], error_id: str, expose: bool, log: bool = True) -> str:
+    return _dumps(_error_payload(exc, error_id, expose, log))
 
 
 def _new_error_id() -> str:
@@ -297,11 +304,17 @@ def _notice(code: str, message: str) -> str:
     return _dumps({"code": code, "message": message})
 
 
+def _notice_bytes(fmt: EventFormat, code: str, message: str) -> bytes:
+    """A notice without an id (a resume that cannot be served, a shutdown), as the
+    stream's format writes a failure."""
+    return "".join(
+        format_sse_event(event, data) for event, data in fmt.failure({"code": code, "message": message})
+    ).encode("utf-8")
+
+
 #: What each reader gets when :meth:`SSEReplay.close` stops its stream: no id, so the
 #: browser's ``Last-Event-ID`` stays the last event it received.
-_SHUTDOWN = format_sse_event(
-    "error", _notice("shutdown", "The server is shutting down; reconnect to resume.")
-).encode("utf-8")
+_SHUTDOWN_MESSAGE = "The server is shutting down; reconnect to resume."
 
 
 class _Writable(Protocol):
@@ -898,7 +911,11 @@ class _Feed:
         progress: bool,
         estimated_tokens: int,
         expose_errors: bool,
+        fmt: Optional[EventFormat] = None,
     ) -> None:
+        #: how the events are written (``format=`` of :func:`sse_stream`)
+        self.fmt = fmt if fmt is not None else EventFormat(event)
+        self._begun = False
         #: None once the stream has ended, in a registry: a finished stream's log is
         #: kept for ``ttl``, its stream and source are not
         self.stream: Optional[ChunkStream] = stream
@@ -918,6 +935,25 @@ class _Feed:
     def attach_log(self, log: EventLog, prefix: str) -> None:
         self.log = log
         self.prefix = prefix
+
+    def _emit_all(self, out: List[bytes], events: Events) -> None:
+        if not self._begun:
+            self._begun = True
+            for event, data in self.fmt.begin():
+                self._emit(out, event, data)
+        for event, data in events:
+            self._emit(out, event, data)
+
+    def _tokens(self) -> int:
+        """The stream's output tokens: its aggregate's count (the service's own when it
+        sent one), else the count of what went out."""
+        stream = self.stream
+        if stream is not None:
+            try:
+                return int(stream.get_result().total_tokens)
+            except (TypeError, AttributeError):
+                pass
+        return self.tokens
 
     def _emit(self, out: List[bytes], event: Optional[str], data: str) -> None:
         seq = self.seq + 1
@@ -956,7 +992,7 @@ class _Feed:
                 if self._cancelled or stream.cancelled:
                     return self.end_cancelled()
                 out: List[bytes] = []
-                self._emit(out, "done", DONE_DATA)
+                self._emit_all(out, self.fmt.end(self._tokens()))
                 self._end("done")
                 return out
             except Exception as exc:  # noqa: BLE001 - the stream failed: tell the client
@@ -971,9 +1007,10 @@ class _Feed:
                 continue  # a chunk with no text (usage, metadata): no event
             out = []
             try:
-                self._emit(out, self.event, text)
+                events = self.fmt.text(text)
                 if self.progress:
-                    self._emit(out, "progress", _progress_data(self.tokens, self.estimated_tokens))
+                    events += self.fmt.progress(self.tokens, self.estimated_tokens)
+                self._emit_all(out, events)
             except ValueError as exc:  # text that cannot be encoded (a lone surrogate)
                 stream.close()
                 return self._fail(exc, out)
@@ -981,7 +1018,8 @@ class _Feed:
 
     def _fail(self, exc: BaseException, out: Optional[List[bytes]] = None) -> List[bytes]:
         out = out if out is not None else []
-        self._emit(out, "error", _error_data(exc, _new_error_id(), self.expose_errors))
+        payload = _error_payload(exc, _new_error_id(), self.expose_errors)
+        self._emit_all(out, self.fmt.failure(payload))
         self._end("error")
         return out
 
@@ -1002,7 +1040,8 @@ class _Feed:
             return []
         out: List[bytes] = []
         if not self.shutdown:
-            self._emit(out, "error", _notice("cancelled", "The stream was stopped before its end."))
+            notice = {"code": "cancelled", "message": "The stream was stopped before its end."}
+            self._emit_all(out, self.fmt.failure(notice))
         self._end("cancelled")
         return out
 
@@ -1024,7 +1063,9 @@ class SSEBody:
         opening: bytes,
         pending: Iterable[bytes] = (),
         status: int = 200,
+        fmt: Optional[EventFormat] = None,
     ) -> None:
+        self._fmt = fmt if fmt is not None else (feed.fmt if feed is not None else EventFormat())
         self._feed = feed
         self._stream = None if feed is None else feed.stream
         self._keepalive = keepalive
@@ -1076,7 +1117,7 @@ class SSEBody:
         registry); for a 204, only ``Cache-Control`` (a 204 has no content type)."""
         if self._status != 200:
             return [("Cache-Control", "no-cache")]
-        headers = list(SSE_HEADERS)
+        headers = [*SSE_HEADERS, *self._fmt.headers]
         if self._entry is not None:
             headers.append((_STREAM_ID_HEADER, self._entry.key))
         return headers
@@ -1146,14 +1187,14 @@ class SSEBody:
                 events = entry.log.after(self._cursor)
             except _ResumeError as exc:  # overtaken by a full log
                 self._closed = True  # this error event is the last
-                return format_sse_event("error", _notice(exc.code, exc.message)).encode("utf-8")
+                return _notice_bytes(self._fmt, exc.code, exc.message)
             if events:
                 self._cursor = events[-1][0]
                 return b"".join(data for _, data in events)
             if entry.log.ended:
                 if feed.shutdown:  # SSEReplay.close(): no id, the client resumes elsewhere
                     self._closed = True
-                    return _SHUTDOWN
+                    return _notice_bytes(self._fmt, "shutdown", _SHUTDOWN_MESSAGE)
                 return None
             if keepalive is None:
                 entry.pull_lock.acquire()
@@ -1186,6 +1227,8 @@ def sse_stream(
     expose_errors: bool = False,
     stop: Optional[threading.Event] = None,
     owner: Union[str, int, None] = None,
+    format: str = "text",
+    model: str = "helixstream",
 ) -> SSEBody:
     """An event stream of ``chunks``, as the body of a WSGI response.
 
@@ -1208,6 +1251,12 @@ def sse_stream(
         expose_errors: put the exception's type and text in the ``error`` event
             (default: a generic message and an error id, the exception being logged).
         stop: a ``threading.Event`` that stops the stream when set.
+        format: the protocol the events speak: ``"text"`` (helixstream's own events,
+            the default), ``"openai"`` (OpenAI's ``chat.completion.chunk`` stream, as
+            the ``openai`` SDKs read it) or ``"ai-sdk"`` (the Vercel AI SDK's UI message
+            stream, v1, as ``useChat`` reads it; its header is in :attr:`SSEBody.headers`).
+            Resuming works with every format.
+        model: the ``model`` of ``"openai"`` chunks.
         owner: who the stream belongs to (a session or user id), with a registry: a
             resume must come with the same owner, else it gets ``unknown_event_id`` as
             if the id did not exist (an event id alone is a bearer token).
@@ -1224,6 +1273,13 @@ def sse_stream(
     """
     _check_event_name(event)
     _check_owner(owner)
+    if not isinstance(model, str) or not model:
+        raise ConfigError(f"'model' must be a non-empty string (got {model!r})")
+
+    def new_format(stream_id: str) -> EventFormat:
+        return make_format(format, event=event or None, stream_id=stream_id, model=model)
+
+    new_format("")  # checks the name before anything starts
     _check_retry(retry)
     if keepalive is not None:
         keepalive = _check_seconds("keepalive", keepalive, allow_zero=False)
@@ -1240,7 +1296,7 @@ def sse_stream(
     if last_event_id:
         if not _is_factory(chunks):
             close_quietly(chunks)
-        return _resume(str(last_event_id), replay, keepalive, opening, owner)
+        return _resume(str(last_event_id), replay, keepalive, opening, owner, new_format(""))
 
     source: Any = chunks() if _is_factory(chunks) else chunks  # type: ignore[operator]
     if isinstance(source, ChunkStream) and stop is None:
@@ -1254,6 +1310,7 @@ def sse_stream(
         progress=progress,
         estimated_tokens=estimated_tokens,
         expose_errors=expose_errors,
+        fmt=new_format(secrets.token_hex(8)),
     )
     body = SSEBody(feed, keepalive, opening)
     if replay is not None:
@@ -1262,6 +1319,7 @@ def sse_stream(
         except BaseException:
             stream.close()
             raise
+        feed.fmt = body._fmt = new_format(entry.key)  # its ids name the stream
         body._attach(replay, entry, 0)
     return body
 
@@ -1272,6 +1330,7 @@ def _resume(
     keepalive: Optional[float],
     opening: bytes,
     owner: Any,
+    fmt: EventFormat,
 ) -> SSEBody:
     try:
         if replay is None:
@@ -1281,11 +1340,12 @@ def _resume(
         body = SSEBody(None, keepalive, opening)
         entry, seq = replay._attach(last_event_id, body._token, owner)
     except _ResumeError as exc:
-        error = format_sse_event("error", _notice(exc.code, exc.message)).encode("utf-8")
-        return SSEBody(None, keepalive, opening, [error])
+        error = _notice_bytes(fmt, exc.code, exc.message)
+        return SSEBody(None, keepalive, opening, [error], fmt=fmt)
     except _Finished:
-        return SSEBody(None, keepalive, opening, status=204)
+        return SSEBody(None, keepalive, opening, status=204, fmt=fmt)
     body._attach(replay, entry, seq)
+    body._fmt = entry.feed.fmt
     return body
 
 

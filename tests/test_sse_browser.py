@@ -376,3 +376,44 @@ def test_a_page_that_forgets_to_close_stops_reconnecting_after_the_end() -> None
     assert element_text(dom, "text") == "Hello there"
     assert element_text(dom, "state") == "closed"  # 204: the EventSource gave up
     assert len(requests) == 2 and requests[0] == "" and requests[1].endswith(".3"), requests
+
+
+UI_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>useChat-style</title></head><body>
+<div id="text"></div><span id="parts"></span> <span id="status">connecting</span>
+<script>
+// what a UI message stream reader does with the parts: text deltas by text id
+const text = document.getElementById("text");
+const parts = [];
+const es = new EventSource("/ui");
+es.onmessage = (e) => {
+  if (e.data === "[DONE]") { es.close(); document.getElementById("status").textContent = "done"; return; }
+  const part = JSON.parse(e.data);
+  parts.push(part.type);
+  if (part.type === "text-delta") text.textContent += part.delta;
+  document.getElementById("parts").textContent = parts.join(",");
+};
+</script></body></html>"""
+
+
+def test_a_page_reads_the_ai_sdk_stream() -> None:
+    from helixstream.integrations.flask import sse_response
+
+    app = flask.Flask("ui")
+
+    @app.get("/")
+    def page() -> Any:
+        return UI_PAGE
+
+    @app.get("/ui")
+    def ui() -> Any:
+        return sse_response(lambda: WORDS, format="ai-sdk", keepalive=None)
+
+    with serve(app, "werkzeug") as base:
+        dom = dump_dom(base + "/")
+    assert element_text(dom, "text") == ANSWER
+    assert element_text(dom, "status") == "done"
+    parts = element_text(dom, "parts").split(",")
+    assert parts[:3] == ["start", "start-step", "text-start"]
+    assert parts[-3:] == ["text-end", "finish-step", "finish"]
+    assert parts.count("text-delta") == len(WORDS)
