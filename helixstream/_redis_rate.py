@@ -142,6 +142,7 @@ class RedisRateLimiter:
             _log.warning(
                 "helixstream: Redis rate limiter %r unreachable (%s: %s); on_error=%r",
                 self.key, type(exc).__name__, exc, self.on_error,
+                extra={"stream_id": None},  # a limiter serves many streams
             )
 
     def _fallback(self) -> BurstRateLimiter:

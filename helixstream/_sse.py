@@ -273,13 +273,19 @@ def _progress_data(received: int, total: Optional[int]) -> str:
 
 
 def _error_payload(
-    exc: Optional[BaseException], error_id: str, expose: bool, log: bool = True
+    exc: Optional[BaseException],
+    error_id: str,
+    expose: bool,
+    log: bool = True,
+    stream_id: Optional[int] = None,
 ) -> Dict[str, Any]:
     if log and exc is not None:
         logger.error(
-            "event stream failed (error id %s)",
+            "event stream failed (error id %s, stream %s)",
             error_id,
+            stream_id,
             exc_info=(type(exc), exc, exc.__traceback__),
+            extra={"stream_id": stream_id},
         )
     payload: Dict[str, Any] = {
         "code": "stream_failed",
@@ -1018,7 +1024,10 @@ class _Feed:
 
     def _fail(self, exc: BaseException, out: Optional[List[bytes]] = None) -> List[bytes]:
         out = out if out is not None else []
-        payload = _error_payload(exc, _new_error_id(), self.expose_errors)
+        stream = self.stream
+        payload = _error_payload(
+            exc, _new_error_id(), self.expose_errors, stream_id=None if stream is None else stream.id
+        )
         self._emit_all(out, self.fmt.failure(payload))
         self._end("error")
         return out

@@ -852,3 +852,16 @@ def test_finished_streams_beyond_max_bytes_are_forgotten_when_they_end() -> None
         for body in bodies:
             body.close()
         replay.close()
+
+
+def test_the_log_record_of_a_failed_event_stream_carries_its_stream_id(caplog) -> None:
+    def failing() -> Iterator[str]:
+        yield "a"
+        raise RuntimeError("model crashed")
+
+    body = sse_stream(failing(), keepalive=None)
+    with caplog.at_level(logging.ERROR, logger="helixstream.sse"):
+        b"".join(body)
+    (record,) = [r for r in caplog.records if r.name == "helixstream.sse"]
+    assert body.stream is not None and record.stream_id == body.stream.id
+    assert f"stream {body.stream.id}" in record.getMessage()

@@ -583,6 +583,12 @@ class ChunkStream:
         return self._core.cancelled
 
     @property
+    def id(self) -> int:
+        """The stream's number in this process: what its threads' names and log records
+        (``record.stream_id``) carry."""
+        return self._core.id
+
+    @property
     def state(self) -> str:
         """``"running"``, ``"finished"``, ``"failed"`` or ``"cancelled"``."""
         return self._core.state
