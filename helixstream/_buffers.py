@@ -17,6 +17,8 @@ from typing import (
 
 from ._errors import ConfigError
 from ._sentences import (
+    WS,
+    WS_CHARS,
     ABBREVIATION_KINDS,
     BLOCK_LINES,
     BULLETS,
@@ -84,7 +86,7 @@ class BufferType(str, enum.Enum):
 
 # Whitespace that separates words. No-break spaces (U+00A0, U+2007, U+202F) are not in
 # it: they exist to keep their neighbours together.
-_WS = "\t\n\x0b\x0c\r\x1c-\x1f \x85\u1680\u2000-\u2006\u2008-\u200a\u2028\u2029\u205f\u3000"
+_WS = WS  # one definition, in _sentences
 _WS_NOCR = _WS.replace("\r", "")
 _WS_NOBR = "\t\x0b\x0c\x1c-\x1f \x85\u1680\u2000-\u2006\u2008-\u200a\u2028\u2029\u205f\u3000"
 # Scripts written without spaces (Han, kana, CJK punctuation and fullwidth forms): each
@@ -118,7 +120,7 @@ _WORD_CUT = re.compile(
 )
 _LINE_CUT = re.compile(r"\n|\r(?=[^\n])")
 #: Every whitespace character of ``_WS``, for membership tests.
-_SPACES = frozenset(c for c in map(chr, range(0x3001)) if re.fullmatch(f"[{_WS}]", c))
+_SPACES = frozenset(WS_CHARS)
 _WS_RUN = re.compile(rf"[{_WS}]+")
 _BREAKS = re.compile(_LINE_BREAK)
 

@@ -40,7 +40,9 @@ ABBREVIATION_KINDS = ("title", "continuing", "numeric", "ending")
 
 # --- characters ----------------------------------------------------------------------
 
-_WS = "\t\n\x0b\x0c\r\x1c-\x1f \x85\u1680\u2000-\u2006\u2008-\u200a\u2028\u2029\u205f\u3000"
+#: Whitespace, as a regular expression character class body (shared with ``_buffers``).
+WS = "\t\n\x0b\x0c\r\x1c-\x1f \x85\u1680\u2000-\u2006\u2008-\u200a\u2028\u2029\u205f\u3000"
+_WS = WS
 #: Terminators that end a sentence with no whitespace after them (CJK, Devanagari,
 #: Burmese, Ethiopic), in every language.
 NOSPACE_TERMINATORS = "\u3002\uff01\uff1f\uff61\u0964\u0965\u104a\u104b\u1362\u1367\u1368"
@@ -62,7 +64,9 @@ OPENERS = (
     "\u3008\u300a\u3016\u3018\u301a\u301d\uff08\uff3b\uff5b\uff62"
 )
 _CLOSING_QUOTES = "\"')]}\u201d\u2019\u00bb\u203a\u201c"
-_WS_CHARS = "".join(c for c in map(chr, range(0x3001)) if re.fullmatch(f"[{_WS}]", c))
+#: Every character of ``_WS`` (one scan of the code points it can hold).
+WS_CHARS = "".join(re.findall(f"[{_WS}]", "".join(map(chr, range(0x3001)))))
+_WS_CHARS = WS_CHARS
 _DASHES = "-\u2013\u2014\u2012\u2015"
 #: Bullets that start the items of a list written on one line ("• 9. one • 10. two").
 BULLETS = "\u2022\u2043"

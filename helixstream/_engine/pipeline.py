@@ -99,10 +99,7 @@ class Pipeline:
                 try:
                     out = stage.tick()
                 except BaseException as exc:
-                    self.at = i
-                    if isinstance(exc, (StopIteration, GeneratorExit)):
-                        raise self.describe_failure(exc) from exc
-                    raise
+                    raise self.fault(i, exc)  # noqa: B904 - the same, or a PipelineError
                 if out:
                     yield from self._down(out, i + 1, stopped)
 
@@ -131,10 +128,7 @@ class Pipeline:
                 try:
                     out = stages[i](item)
                 except BaseException as exc:
-                    self.at = i
-                    if isinstance(exc, (StopIteration, GeneratorExit)):
-                        raise self.describe_failure(exc) from exc
-                    raise
+                    raise self.fault(i, exc)  # noqa: B904 - the same, or a PipelineError
                 i += 1
                 if out.__class__ is list:
                     if not out:
@@ -175,10 +169,7 @@ class Pipeline:
             try:
                 out = stages[i].flush()
             except BaseException as exc:
-                self.at = i
-                if isinstance(exc, (StopIteration, GeneratorExit)):
-                    raise self.describe_failure(exc) from exc
-                raise
+                raise self.fault(i, exc)  # noqa: B904 - the same, or a PipelineError
             if out:
                 yield from self._down(out, i + 1, always_false)
 
@@ -206,6 +197,12 @@ class Pipeline:
                     abort(error)
                 except Exception:  # noqa: BLE001 - already failing or stopped
                     pass
+
+    def fault(self, i: int, exc: BaseException) -> BaseException:
+        """Stage ``i`` raised ``exc``: remember where, and return what to raise (``exc``
+        itself, or a :class:`PipelineError` for StopIteration and GeneratorExit)."""
+        self.at = i
+        return self.describe_failure(exc)
 
     def describe_failure(self, exc: BaseException) -> BaseException:
         """The error the reader gets for ``exc`` (raised where ``self.at`` says)."""
