@@ -113,6 +113,7 @@ import logging
 import math
 import re
 import secrets
+import socket
 import threading
 import time
 import weakref
@@ -123,6 +124,7 @@ from typing import (
     Dict,
     Iterable,
     List,
+    Mapping,
     Optional,
     Protocol,
     Tuple,
@@ -1087,6 +1089,7 @@ class SSEBody:
         self._cursor = 0
         self._closed = False
         self._finalizer: Optional[Any] = None
+        self._peer: Optional[socket.socket] = None  # the client's socket, when known
 
     def _attach(self, registry: SSEReplay, entry: _Entry, cursor: int) -> None:
         self._feed = entry.feed
@@ -1154,6 +1157,11 @@ class SSEBody:
         if data is None:
             self._closed = True
             raise StopIteration
+        if data is _KEEPALIVE and self._peer is not None and _peer_gone(self._peer):
+            # the client closed its connection while the stream was silent: after a
+            # normal close the first write would still succeed, so ask the socket
+            self.close()
+            raise StopIteration
         return data
 
     def close(self) -> None:
@@ -1219,6 +1227,31 @@ class SSEBody:
                 return _KEEPALIVE
 
 
+def _client_socket(environ: Optional[Mapping[str, Any]]) -> Optional[socket.socket]:
+    """The client's socket, where the WSGI server exposes it (gunicorn, Werkzeug)."""
+    if not environ:
+        return None
+    for key in ("gunicorn.socket", "werkzeug.socket"):
+        sock = environ.get(key)
+        if isinstance(sock, socket.socket):
+            return sock
+    return None
+
+
+def _peer_gone(sock: socket.socket) -> bool:
+    """Has the client closed its side? A peek that reads nothing means it sent its
+    FIN; no data yet (would block) or data waiting means it is still there."""
+    try:
+        data = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except (BlockingIOError, InterruptedError):
+        return False
+    except (ValueError, AttributeError):  # TLS sockets refuse flags; no MSG_DONTWAIT
+        return False
+    except OSError:  # reset, or the server closed it
+        return True
+    return data == b""
+
+
 def _is_factory(chunks: Any) -> bool:
     return callable(chunks) and not hasattr(chunks, "__iter__") and not hasattr(chunks, "__next__")
 
@@ -1238,6 +1271,7 @@ def sse_stream(
     owner: Union[str, int, None] = None,
     format: str = "text",
     model: str = "helixstream",
+    environ: Optional[Mapping[str, Any]] = None,
 ) -> SSEBody:
     """An event stream of ``chunks``, as the body of a WSGI response.
 
@@ -1266,6 +1300,12 @@ def sse_stream(
             stream, v1, as ``useChat`` reads it; its header is in :attr:`SSEBody.headers`).
             Resuming works with every format.
         model: the ``model`` of ``"openai"`` chunks.
+        environ: the request's WSGI environ. Where the server puts the client's
+            socket in it (gunicorn's ``gunicorn.socket``, Werkzeug's
+            ``werkzeug.socket``), a client that hung up while the stream was silent is
+            noticed at the first keep-alive tick (otherwise the server learns it only
+            when a write fails: after a normal close, at the second keep-alive). The
+            Flask and Django helpers pass it.
         owner: who the stream belongs to (a session or user id), with a registry: a
             resume must come with the same owner, else it gets ``unknown_event_id`` as
             if the id did not exist (an event id alone is a bearer token).
@@ -1305,7 +1345,9 @@ def sse_stream(
     if last_event_id:
         if not _is_factory(chunks):
             close_quietly(chunks)
-        return _resume(str(last_event_id), replay, keepalive, opening, owner, new_format(""))
+        resumed = _resume(str(last_event_id), replay, keepalive, opening, owner, new_format(""))
+        resumed._peer = _client_socket(environ)
+        return resumed
 
     source: Any = chunks() if _is_factory(chunks) else chunks  # type: ignore[operator]
     if isinstance(source, ChunkStream) and stop is None:
@@ -1322,6 +1364,7 @@ def sse_stream(
         fmt=new_format(secrets.token_hex(8)),
     )
     body = SSEBody(feed, keepalive, opening)
+    body._peer = _client_socket(environ)
     if replay is not None:
         try:
             entry = replay._register(feed, body._token, owner)

@@ -525,3 +525,45 @@ def test_cancel_by_id_ends_the_response_a_client_is_reading(setup: str) -> None:
         assert got[-1].last_event_id == f"{key}.3"
     finally:
         replay.close()
+
+
+# --- a client that hangs up during silence, noticed through its socket -----------------
+@pytest.mark.parametrize("with_socket", [True, False], ids=["socket", "writes-only"])
+def test_a_hang_up_during_silence_is_noticed_without_another_keepalive(with_socket: bool) -> None:
+    """Werkzeug puts the client's socket in the environ. With it, the keep-alive tick
+    after a normal close finds the connection closed and ends the stream without writing;
+    without it (``environ`` not given), the server learns only when a write fails, and
+    the first keep-alive after a normal close is still written."""
+    source = BlockingSource(["first"])
+    hung_up = threading.Event()
+    after: List[bytes] = []  # what the body yielded once the client had hung up
+    bodies: List[SSEBody] = []
+
+    def app(environ: Dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        body = sse_stream(source, keepalive=0.5, environ=environ if with_socket else None)
+        bodies.append(body)
+        start_response(body.status_line, body.headers)
+
+        def recorded() -> Iterator[bytes]:
+            try:
+                for piece in body:
+                    if hung_up.is_set():
+                        after.append(piece)
+                    yield piece
+            finally:
+                body.close()
+
+        return recorded()
+
+    with serve(app, "werkzeug") as base:
+        with httpx.Client(timeout=10) as client:
+            with client.stream("GET", base + "/stream") as response:
+                for line in response.iter_lines():
+                    if line == "data: first":
+                        break
+        hung_up.set()  # the connection is closed normally (FIN), the model is silent
+        assert source.closed.wait(10), "the stream was not closed after the hang-up"
+    if with_socket:
+        assert after == []  # noticed at the first tick: nothing more was written
+    else:
+        assert after[:1] == [b": keep-alive\n"]  # the first write after a close succeeds

@@ -70,8 +70,10 @@ def sse_response(
     """
     http = require("django.http", "django")
     extra = extra_headers(headers)
-    if "last_event_id" not in options and request is not None:
-        options["last_event_id"] = request.META.get("HTTP_LAST_EVENT_ID")
+    if request is not None:
+        if "last_event_id" not in options:
+            options["last_event_id"] = request.META.get("HTTP_LAST_EVENT_ID")
+        options.setdefault("environ", request.META)  # the WSGI environ: the client's socket
     body = sse_stream(chunks, **options)
     response: Any
     if body.status != 200:  # nothing to send: no body, and no event-stream headers

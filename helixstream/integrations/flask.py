@@ -67,8 +67,10 @@ def sse_response(
     """
     framework = require("flask", "flask")
     extra = extra_headers(headers)
-    if "last_event_id" not in options and framework.has_request_context():
-        options["last_event_id"] = framework.request.headers.get("Last-Event-ID")
+    if framework.has_request_context():
+        if "last_event_id" not in options:
+            options["last_event_id"] = framework.request.headers.get("Last-Event-ID")
+        options.setdefault("environ", framework.request.environ)  # the client's socket
     body = sse_stream(chunks, **options)
     if body.status != 200:  # nothing to send: no body, and no event-stream headers
         body.close()
