@@ -163,3 +163,62 @@ def test_the_grace_period_still_ends_with_a_cancelled_event() -> None:
 def test_a_bad_lookahead_is_a_config_error(bad: object) -> None:
     with pytest.raises(ConfigError, match="detached_lookahead"):
         SSEReplay(detached_lookahead=bad)  # type: ignore[arg-type]
+
+
+# --- close_on: a shutdown signal ------------------------------------------------------------
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("how", ["bound set taken early", "Event.set(ev)", "StopSignal"])
+def test_close_on_closes_the_registry_when_the_event_is_set_any_way(how: str) -> None:
+    import helixstream as hs
+
+    baseline = threading.active_count()
+    event: threading.Event = hs.StopSignal() if how == "StopSignal" else threading.Event()
+    early_set = event.set
+    replay = SSEReplay(grace=60)
+    model = GatedModel()
+    model.gate.set()  # an endless, fast model
+    body = sse_stream(model, replay=replay)
+    next_events(body, 1)
+    replay.close_on(event)
+    if how == "bound set taken early":
+        early_set()
+    elif how == "Event.set(ev)":
+        threading.Event.set(event)
+    else:
+        event.set()
+    rest = browser_events(b"".join(body))  # ends: the registry closed
+    body.close()
+    assert json.loads(rest[-1].data)["code"] == "shutdown"
+    assert model.closed.is_set()
+    with pytest.raises(RuntimeError, match="closed"):
+        sse_stream(["x"], replay=replay)
+    assert wait_for(lambda: threading.active_count() <= baseline)
+
+
+@pytest.mark.timeout(30)
+def test_close_on_an_event_already_set_closes_at_once_and_close_lets_the_janitor_go() -> None:
+    baseline = threading.active_count()
+    event = threading.Event()
+    event.set()
+    replay = SSEReplay()
+    replay.close_on(event)
+    assert wait_for(lambda: _closed(replay))
+    assert wait_for(lambda: threading.active_count() <= baseline)
+    listening = SSEReplay()
+    listening.close_on(threading.Event())
+    assert any(t.name == "helixstream-janitor" for t in threading.enumerate())
+    listening.close()
+    assert wait_for(lambda: threading.active_count() <= baseline)
+
+
+def _closed(replay: SSEReplay) -> bool:
+    try:
+        sse_stream(["x"], replay=replay).close()
+    except RuntimeError:
+        return True
+    return False
+
+
+def test_close_on_needs_an_event() -> None:
+    with pytest.raises(TypeError, match="threading.Event"):
+        SSEReplay().close_on("soon")  # type: ignore[arg-type]

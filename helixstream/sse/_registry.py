@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import abc
 import math
+import threading
 import time
 from typing import Any, Callable, List, Optional, Protocol, Tuple
 
 from .._chunk import StreamChunk
 from .._engine import ChunkStream, set_lookahead
+from .._engine import stop as _stop
 from .._errors import ConfigError
 from .._formats import EventFormat, Events
 from .._tokens import estimate_tokens
@@ -159,7 +161,12 @@ class Reader(Protocol):
 
 class Registry(abc.ABC):
     """Keeps event streams so that a reconnecting client can resume them; what
-    :func:`~helixstream.sse_stream` takes as ``replay``."""
+    :func:`~helixstream.sse_stream` takes as ``replay``. Subclasses call
+    ``super().__init__()``."""
+
+    def __init__(self) -> None:
+        self._watch_lock = threading.Lock()
+        self._unwatch_close: Optional[Callable[[], None]] = None
 
     @abc.abstractmethod
     def open(self, feed: "Feed", owner: Any, make_fmt: Callable[[str], EventFormat]) -> Reader:
@@ -185,7 +192,38 @@ class Registry(abc.ABC):
 
     @abc.abstractmethod
     def close(self) -> None:
-        """Shut down: running streams end, their readers send a ``shutdown`` notice."""
+        """Shut down: running streams end, their readers send a ``shutdown`` notice.
+        Implementations call :meth:`_closing` first."""
+
+    def close_on(self, event: threading.Event) -> None:
+        """Close this registry when ``event`` is set: by any thread, any way, or by a
+        signal handler (a server's SIGTERM). Setting it only wakes helixstream's
+        janitor thread, which starts :meth:`close` in a thread of its own, so a signal
+        handler never runs the shutdown itself. If ``event`` is set already, the close
+        starts at once. A second call replaces the first event.
+
+        Raises:
+            TypeError: ``event`` is not a ``threading.Event``.
+        """
+        _stop.check_stop(event, "event")
+        with self._watch_lock:
+            if self._unwatch_close is None:
+                _stop.hold()  # the janitor lives while the registry listens
+            else:
+                self._unwatch_close()
+            self._unwatch_close = _stop.watch(event, self._start_closing)
+
+    def _start_closing(self) -> None:
+        """In the janitor: the close runs in a thread of its own (it closes sources)."""
+        threading.Thread(target=self.close, name="helixstream-sse-shutdown", daemon=True).start()
+
+    def _closing(self) -> None:
+        """Stop listening for :meth:`close_on`'s event (``close`` calls it)."""
+        with self._watch_lock:
+            unwatch, self._unwatch_close = self._unwatch_close, None
+        if unwatch is not None:
+            unwatch()
+            _stop.let_go()
 
     def __enter__(self) -> "Registry":
         return self

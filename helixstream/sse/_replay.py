@@ -61,6 +61,7 @@ class EventLog:
     def __init__(self, max_events: int = 10_000, clock: Callable[[], float] = time.monotonic):
         check_positive_int("max_events", max_events)
         check_clock(clock)
+        super().__init__()
         self.max_events = max_events
         self._clock = clock
         self._events: Deque[Tuple[int, bytes]] = collections.deque()
@@ -386,6 +387,7 @@ class SSEReplay(Registry):
         check_positive_int("max_bytes", max_bytes)
         self.detached_lookahead = check_lookahead(detached_lookahead)
         check_clock(clock)
+        super().__init__()
         self.max_events = max_events
         self.max_streams = max_streams
         self.max_bytes = max_bytes
@@ -441,8 +443,10 @@ class SSEReplay(Registry):
         ``shutdown`` (without an id, so a browser reconnects with the id of the last
         event it got) and ends; every source is closed; all logs are forgotten.
 
-        For a server's shutdown hook. Safe to call more than once, from any thread.
+        For a server's shutdown hook (or :meth:`close_on` a signal). Safe to call more
+        than once, from any thread.
         """
+        self._closing()
         with self._lock:
             self._closed = True
             entries = [e for e in self._entries.values() if not (e.stopping or e.feed.ended)]
