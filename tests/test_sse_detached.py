@@ -272,3 +272,19 @@ def test_a_stop_signal_closes_the_source_of_a_parked_stream() -> None:
     assert [e.data for e in events[:-1]] == ["w1 "][: len(events) - 1]
     assert json.loads(events[-1].data)["code"] == "cancelled"
     replay.close()
+
+
+# --- a live reader never loses events to a small log -----------------------------------------
+@pytest.mark.timeout(30)
+def test_a_live_reader_gets_every_event_even_when_the_log_keeps_one() -> None:
+    replay = SSEReplay(max_events=1)
+    body = sse_stream(["a ", "b ", "c "], replay=replay, progress=True, estimated_tokens=3)
+    try:
+        events = browser_events(b"".join(body))
+    finally:
+        body.close()
+    assert [e.type for e in events] == ["message", "progress"] * 3 + ["done"]
+    assert [e.data for e in events if e.type == "message"] == ["a ", "b ", "c "]
+    ids = [int(e.last_event_id.rsplit(".", 1)[1]) for e in events]
+    assert ids == list(range(1, 8))
+    replay.close()
