@@ -65,6 +65,10 @@ RATE = 20.0  # tokens per second per stream
 DELAY = 0.5  # seconds before a model's first token (SimulatedLLM's default)
 EXTRA = 5.0  # seconds of tokens beyond the clients' reading time
 ON_TIME = 0.100  # seconds
+#: plain: the baseline; hs: sse_stream with keep-alive and a registry; for finding where
+#: the cost is: hs-inline (no keep-alive: no thread of its own), hs-noreplay (no
+#: registry), pumped (the baseline with keep-alives by hand: a thread and a queue.Queue)
+VARIANTS = ("plain", "hs", "hs-inline", "hs-noreplay", "pumped")
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -150,6 +154,38 @@ def _plain_body(tokens: List[str], start: float, gap: float) -> Iterator[bytes]:
     yield b"event: done\ndata: [DONE]\n\n"
 
 
+def _pumped_body(tokens: List[str], start: float, gap: float, keepalive: float) -> Iterator[bytes]:
+    """The plain generator with keep-alives done by hand: the model runs in a thread of
+    its own and hands tokens over through a ``queue.Queue`` read with a timeout."""
+    import queue
+
+    q: "queue.Queue[Optional[str]]" = queue.Queue(256)
+    model = ScheduledModel(tokens, start, gap)
+
+    def pump() -> None:
+        try:
+            for token in model:
+                q.put(token)
+        finally:
+            q.put(None)
+
+    threading.Thread(target=pump, name="pumped-source", daemon=True).start()
+    try:
+        yield b": connected\n"
+        while True:
+            try:
+                token = q.get(timeout=keepalive)
+            except queue.Empty:
+                yield b": keep-alive\n"
+                continue
+            if token is None:
+                break
+            yield _sse_data(token)
+        yield b"event: done\ndata: [DONE]\n\n"
+    finally:
+        model.close()
+
+
 def _stats() -> Dict[str, Any]:
     total = threading.active_count()
     # a grace timer is "helixstream-sse-grace-<key>", a stream's thread
@@ -195,12 +231,18 @@ def app(environ: Dict[str, Any], start_response: Any) -> Any:
         start_response("200 OK", [("Content-Type", "text/event-stream; charset=utf-8"),
                                   ("Cache-Control", "no-cache")])
         return _plain_body(tokens, start, gap)
-    if path == "/hs":
+    keepalive = float(os.environ.get("SSE_SCALE_KEEPALIVE", "15"))
+    if path == "/pumped":
+        start_response("200 OK", [("Content-Type", "text/event-stream; charset=utf-8"),
+                                  ("Cache-Control", "no-cache")])
+        return _pumped_body(tokens, start, gap, keepalive)
+    if path.startswith("/hs"):
         import helixstream as hs
 
-        keepalive = float(os.environ.get("SSE_SCALE_KEEPALIVE", "15"))
-        body = hs.sse_stream(ScheduledModel(tokens, start, gap), keepalive=keepalive,
-                             replay=_replay(), environ=environ)
+        body = hs.sse_stream(ScheduledModel(tokens, start, gap),
+                             keepalive=None if path == "/hs-inline" else keepalive,
+                             replay=None if path == "/hs-noreplay" else _replay(),
+                             environ=environ)
         start_response(body.status_line, body.headers)
         return body
     start_response("404 Not Found", [("Content-Length", "0")])
@@ -370,6 +412,14 @@ def _get(port: int, path: str, timeout: float = 10.0) -> Any:
     return json.loads(data) if path == "/stats" else data
 
 
+def _server_stats(port: int) -> Dict[str, Any]:
+    """The worker's /stats, or {} when it does not answer within 30 s (overloaded)."""
+    try:
+        return dict(_get(port, "/stats", 30.0))
+    except OSError:
+        return {}
+
+
 def _cpu_s(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -454,7 +504,7 @@ def measure(variant: str, n: int, args: argparse.Namespace) -> Dict[str, Any]:
         while time.monotonic() < window[1]:
             peak = max(peak, _rss_kb(pid))
             if not streaming and time.monotonic() >= mid:
-                streaming = _get(port, "/stats")
+                streaming = _server_stats(port) or {"unanswered": True}
             time.sleep(0.25)
         cpu1, sw1, t_w1 = _cpu_s(pid), _switches(pid), time.monotonic()
         peak = max(peak, _rss_kb(pid))
@@ -462,11 +512,11 @@ def measure(variant: str, n: int, args: argparse.Namespace) -> Dict[str, Any]:
         cpu_all1 = _cpu_s(pid)
         result = json.loads(out)
         time.sleep(1.0)
-        left = _get(port, "/stats")
+        left = _server_stats(port)
         after: Dict[str, Any] = {}
-        if variant == "hs" and args.grace > 0:
+        if variant.startswith("hs") and args.grace > 0:
             time.sleep(args.grace + 1.0)
-            after = _get(port, "/stats")
+            after = _server_stats(port)
         result.update({
             "variant": variant, "worker": args.worker, "seconds": args.seconds,
             "load_before": load_before, "load_after": _load(),
@@ -512,9 +562,9 @@ def describe(r: Dict[str, Any]) -> str:
     for label, st in (("1 s after leaving", r["left_1s"]), ("after grace", r["after_grace"])):
         if st:
             lines.append(
-                f"        {label}: {st['threads']} threads, helixstream {st['helix']} "
-                f"{st['helix_kinds']} ({st['helix'] / n:.2f}/detached), models open "
-                f"{st['models_open']} of {st['models']}")
+                f"        {label}: {st.get('threads')} threads, helixstream {st.get('helix')} "
+                f"{st.get('helix_kinds')} ({st.get('helix', 0) / n:.2f}/detached), models open "
+                f"{st.get('models_open')} of {st.get('models')}")
     return "\n".join(lines)
 
 
@@ -532,15 +582,15 @@ def table(results: List[Dict[str, Any]]) -> str:
             f"{r['rss_kb_per_conn']:.0f} | {s.get('helix', 0) / r['n']:.2f} | "
             f"{l1.get('helix', 0) / r['n']:.2f} / "
             f"{(ag.get('helix', 0) / r['n']) if ag else 0:.2f} |")
-    ratios = ["", "| worker | N | CPU/event hs : plain (<= 1.5) | RSS/conn hs : plain (<= 1.5) "
-              "| on time hs / plain | p99 hs / plain ms |", "|---|---|---|---|---|---|"]
+    ratios = ["", "| worker | N | variant | CPU/event hs : plain (<= 1.5) | RSS/conn hs : plain (<= 1.5) "
+              "| on time hs / plain | p99 hs / plain ms |", "|---|---|---|---|---|---|---|"]
     for (worker, n, variant), r in by.items():
         base = by.get((worker, n, "plain"))
-        if variant != "hs" or base is None:
+        if not variant.startswith("hs") or base is None:
             continue
         rss_ratio = r["rss_kb_per_conn"] / base["rss_kb_per_conn"] if base["rss_kb_per_conn"] > 0 else float("nan")
         ratios.append(
-            f"| {worker} | {n} | {r['cpu_us_per_event'] / base['cpu_us_per_event']:.2f} | "
+            f"| {worker} | {n} | {variant} | {r['cpu_us_per_event'] / base['cpu_us_per_event']:.2f} | "
             f"{rss_ratio:.2f} | {100 * r['on_time'] / max(1, r['measured']):.2f}% / "
             f"{100 * base['on_time'] / max(1, base['measured']):.2f}% | "
             f"{_fmt_ms(r['p99'])} / {_fmt_ms(base['p99'])} |")
@@ -561,7 +611,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--ramp", type=float, default=1.0,
                         help="seconds over which the clients connect")
     parser.add_argument("--worker", choices=("gthread", "gevent"), default="gthread")
-    parser.add_argument("--variants", nargs="+", choices=("plain", "hs"), default=["plain", "hs"])
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=["plain", "hs"])
     parser.add_argument("--grace", type=float, default=10.0, help="SSEReplay(grace=)")
     parser.add_argument("--keepalive", type=float, default=15.0)
     parser.add_argument("--json", help="append the results to this file (JSON lines)")
