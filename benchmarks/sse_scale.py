@@ -88,6 +88,8 @@ class _Counts:
 
 
 COUNTS = _Counts()
+if os.environ.get("SSE_SCALE_SWITCH_INTERVAL"):  # in the worker: --switch-interval
+    sys.setswitchinterval(float(os.environ["SSE_SCALE_SWITCH_INTERVAL"]))
 _REPLAY: Any = None
 _TOKENS: Dict[int, List[str]] = {}
 
@@ -111,31 +113,35 @@ def _tokens(count: int) -> List[str]:
 
 class ScheduledModel:
     """A simulated model (``helixstream.SimulatedLLM`` without jitter) on an absolute
-    schedule: token k is due at ``start + k * gap``. Like a real response, ``close()``
-    from another thread ends a wait at once."""
+    schedule: token k is due at ``start + k * gap``. It waits with ``time.sleep``, as
+    the baseline does, so that both pay the same for the model; ``close()`` (from any
+    thread) is seen when the current wait ends, like a response closed between two
+    reads."""
 
     def __init__(self, tokens: List[str], start: float, gap: float) -> None:
         self.tokens = tokens
         self.start = start
         self.gap = gap
-        self._closed = threading.Event()
+        self.closed = False
         with COUNTS.lock:
             COUNTS.models += 1
 
     def __iter__(self) -> Iterator[str]:
         clock = time.monotonic
-        wait = self._closed.wait
+        sleep = time.sleep
         start, gap = self.start, self.gap
         for k, token in enumerate(self.tokens):
             left = start + k * gap - clock()
-            if left > 0 and wait(left):
+            if left > 0:
+                sleep(left)
+            if self.closed:
                 return
             yield token
 
     def close(self) -> None:
-        if not self._closed.is_set():
-            self._closed.set()
-            with COUNTS.lock:
+        with COUNTS.lock:
+            if not self.closed:
+                self.closed = True
                 COUNTS.closed += 1
 
 
@@ -458,7 +464,8 @@ def _load() -> str:
 def measure(variant: str, n: int, args: argparse.Namespace) -> Dict[str, Any]:
     port = _free_port()
     env = dict(os.environ, SSE_SCALE_GRACE=str(args.grace),
-               SSE_SCALE_KEEPALIVE=str(args.keepalive))
+               SSE_SCALE_KEEPALIVE=str(args.keepalive),
+               SSE_SCALE_SWITCH_INTERVAL=str(args.switch_interval or ""))
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (os.path.dirname(HERE), env.get("PYTHONPATH", "")) if p)
     cmd = [sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}",
@@ -519,6 +526,7 @@ def measure(variant: str, n: int, args: argparse.Namespace) -> Dict[str, Any]:
             after = _server_stats(port)
         result.update({
             "variant": variant, "worker": args.worker, "seconds": args.seconds,
+            "switch_interval": args.switch_interval,
             "load_before": load_before, "load_after": _load(),
             "idle_rss_kb": idle_rss, "peak_rss_kb": peak,
             "rss_kb_per_conn": (peak - idle_rss) / n,
@@ -614,6 +622,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=["plain", "hs"])
     parser.add_argument("--grace", type=float, default=10.0, help="SSEReplay(grace=)")
     parser.add_argument("--keepalive", type=float, default=15.0)
+    parser.add_argument("--switch-interval", type=float,
+                        help="sys.setswitchinterval() in the worker (CPython's default: 0.005)")
     parser.add_argument("--json", help="append the results to this file (JSON lines)")
     args = parser.parse_args(argv)
     results = []
