@@ -90,6 +90,10 @@ class _Counts:
 COUNTS = _Counts()
 if os.environ.get("SSE_SCALE_SWITCH_INTERVAL"):  # in the worker: --switch-interval
     sys.setswitchinterval(float(os.environ["SSE_SCALE_SWITCH_INTERVAL"]))
+if os.environ.get("SSE_SCALE_GC_THRESHOLD"):  # in the worker: --gc-threshold
+    import gc
+
+    gc.set_threshold(int(os.environ["SSE_SCALE_GC_THRESHOLD"]))
 _REPLAY: Any = None
 _TOKENS: Dict[int, List[str]] = {}
 
@@ -465,7 +469,8 @@ def measure(variant: str, n: int, args: argparse.Namespace) -> Dict[str, Any]:
     port = _free_port()
     env = dict(os.environ, SSE_SCALE_GRACE=str(args.grace),
                SSE_SCALE_KEEPALIVE=str(args.keepalive),
-               SSE_SCALE_SWITCH_INTERVAL=str(args.switch_interval or ""))
+               SSE_SCALE_SWITCH_INTERVAL=str(args.switch_interval or ""),
+               SSE_SCALE_GC_THRESHOLD=str(args.gc_threshold or ""))
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (os.path.dirname(HERE), env.get("PYTHONPATH", "")) if p)
     cmd = [sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}",
@@ -526,7 +531,7 @@ def measure(variant: str, n: int, args: argparse.Namespace) -> Dict[str, Any]:
             after = _server_stats(port)
         result.update({
             "variant": variant, "worker": args.worker, "seconds": args.seconds,
-            "switch_interval": args.switch_interval,
+            "switch_interval": args.switch_interval, "gc_threshold": args.gc_threshold,
             "load_before": load_before, "load_after": _load(),
             "idle_rss_kb": idle_rss, "peak_rss_kb": peak,
             "rss_kb_per_conn": (peak - idle_rss) / n,
@@ -624,6 +629,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--keepalive", type=float, default=15.0)
     parser.add_argument("--switch-interval", type=float,
                         help="sys.setswitchinterval() in the worker (CPython's default: 0.005)")
+    parser.add_argument("--gc-threshold", type=int,
+                        help="gc.set_threshold() of the youngest generation in the worker "
+                             "(CPython's default: 700)")
     parser.add_argument("--json", help="append the results to this file (JSON lines)")
     args = parser.parse_args(argv)
     results = []
