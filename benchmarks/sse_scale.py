@@ -41,6 +41,11 @@ streaming connection, none per detached one. Under gevent: 2,000 streams, p99 < 
 Run: python benchmarks/sse_scale.py [--n 100 200 500] [--seconds 10]
                                     [--worker gthread|gevent] [--variants plain hs]
 (needs gunicorn; gevent for ``--worker gevent``). ``--json FILE`` saves the results.
+More variants, to find where the cost is: ``pumped`` (the baseline with keep-alives by
+hand: a thread per stream and a ``queue.Queue``), ``hs-inline`` (no keep-alive, so no
+thread of its own), ``hs-noreplay`` (no registry). ``--grace``, ``--keepalive``,
+``--switch-interval`` and ``--gc-threshold`` set the registry, the stream and the
+worker's interpreter.
 """
 from __future__ import annotations
 
