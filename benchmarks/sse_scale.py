@@ -5,7 +5,11 @@ gunicorn worker (``gthread`` with N+16 threads, or ``gevent``), bound to a free 
 on 127.0.0.1. Each client streams a simulated model at 20 tokens/s:
 
 - ``hs``: ``hs.sse_stream(model, keepalive=15, replay=REPLAY, environ=environ)``, with
-  one ``SSEReplay()`` registry for the endpoint (the documented defaults);
+  one ``SSEReplay()`` registry for the endpoint (the documented defaults); the model
+  is a generator that sleeps, so keep-alives need a source thread per stream;
+- ``hs-wait``: the same with a model that can wait for its next token with a timeout
+  (``wait_ready``, as ``hs.SimulatedLLM`` and ``sources.Channel`` can): no source
+  thread, one wake-up per event;
 - ``plain``: the baseline, a plain WSGI generator that yields the same tokens as SSE
   ``data:`` events, waiting for each with ``time.sleep``.
 
@@ -72,8 +76,9 @@ EXTRA = 5.0  # seconds of tokens beyond the clients' reading time
 ON_TIME = 0.100  # seconds
 #: plain: the baseline; hs: sse_stream with keep-alive and a registry; for finding where
 #: the cost is: hs-inline (no keep-alive: no thread of its own), hs-noreplay (no
-#: registry), pumped (the baseline with keep-alives by hand: a thread and a queue.Queue)
-VARIANTS = ("plain", "hs", "hs-inline", "hs-noreplay", "pumped")
+#: registry), pumped (the baseline with keep-alives by hand: a thread and a queue.Queue);
+#: hs-wait: as hs, with a model that can wait with a timeout (no source thread)
+VARIANTS = ("plain", "hs", "hs-wait", "hs-inline", "hs-noreplay", "pumped")
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -152,6 +157,49 @@ class ScheduledModel:
             if not self.closed:
                 self.closed = True
                 COUNTS.closed += 1
+
+
+class WaitingModel(ScheduledModel):
+    """The same model, able to wait for its next token with a timeout (``wait_ready``),
+    as ``helixstream.SimulatedLLM``'s iterator is: a stream's ``next_within`` then reads
+    it in the request's own thread, with no thread of its own. It waits on an event
+    that ``close()`` sets."""
+
+    def __init__(self, tokens: List[str], start: float, gap: float) -> None:
+        super().__init__(tokens, start, gap)
+        self._closing = threading.Event()
+        self._k = 0
+
+    def __iter__(self) -> "WaitingModel":  # type: ignore[override]
+        return self
+
+    def wait_ready(self, timeout: float) -> bool:
+        if self.closed or self._k >= len(self.tokens):
+            return True
+        left = self.start + self._k * self.gap - time.monotonic()
+        if left <= 0:
+            return True
+        if timeout < left:
+            self._closing.wait(timeout)
+            return self.closed
+        self._closing.wait(left)
+        return True
+
+    def __next__(self) -> str:
+        k = self._k
+        if self.closed or k >= len(self.tokens):
+            raise StopIteration
+        left = self.start + k * self.gap - time.monotonic()
+        if left > 0:
+            self._closing.wait(left)
+        if self.closed:
+            raise StopIteration
+        self._k = k + 1
+        return self.tokens[k]
+
+    def close(self) -> None:
+        super().close()
+        self._closing.set()
 
 
 def _sse_data(text: str) -> bytes:
@@ -254,7 +302,8 @@ def app(environ: Dict[str, Any], start_response: Any) -> Any:
     if path.startswith("/hs"):
         import helixstream as hs
 
-        body = hs.sse_stream(ScheduledModel(tokens, start, gap),
+        model_class = WaitingModel if path == "/hs-wait" else ScheduledModel
+        body = hs.sse_stream(model_class(tokens, start, gap),
                              keepalive=None if path == "/hs-inline" else keepalive,
                              replay=None if path == "/hs-noreplay" else _replay(),
                              environ=environ)
