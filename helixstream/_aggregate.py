@@ -112,6 +112,16 @@ class AggregateStage:
                 contents.append(chunk.content)
         return [chunk]
 
+    def chunk_of(self, text: str) -> StreamChunk:
+        """For the engine: what calling the stage with the ``str`` ``text`` releases,
+        the one chunk itself rather than a list of it."""
+        contents = self._contents
+        if self._first is None:
+            self._first = self._clock()
+        chunk = StreamChunk(text, len(contents))
+        contents.append(text)
+        return chunk
+
     def _note_usage(self, usage: Any) -> None:
         total = usage.get("completion_tokens") if isinstance(usage, dict) else usage
         if isinstance(total, int) and not isinstance(total, bool) and total >= 0:

@@ -213,6 +213,14 @@ class BufferStage:
             return units
         return self._release(units)
 
+    def text_path(self) -> Optional[Tuple[Callable[[str], List[Any]], int]]:
+        """For the engine: ``(buffer.add, longest text)`` while calling the stage with a
+        ``str`` up to that length is just that (no timer, no reported counts, no
+        waiting extras, not a token buffer); None otherwise."""
+        if self._plain and not self._extras:
+            return self._add, _SLICE
+        return None
+
     def _lazily(self, text: str) -> Iterator[Any]:
         """A huge item is fed to the buffer a slice at a time, its units released as
         they are read: the first unit comes at once and memory stays near the item's

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gc
+import random
 import threading
 import weakref
 from typing import Any, List
@@ -181,3 +182,103 @@ def test_empty_pieces_and_bytes_cut_mid_character_do_not_become_chunks() -> None
     output, get_result = hs.EnhancedStreamer().stream_with_progress(iter(source), lambda p: None)
     assert [(c.index, c.content) for c in output] == [(0, "caf"), (1, "é"), (2, " ok")]
     assert get_result().chunk_count == 3
+
+
+class _CountingSource:
+    """Yields ``w1 w2 ...`` up to ``n``; records close(); ``reached`` is set at item ``at``."""
+
+    def __init__(self, n: int, at: int = 0) -> None:
+        self.n = n
+        self.at = at
+        self.i = 0
+        self.closed = False
+        self.reached = threading.Event()
+
+    def __iter__(self) -> "_CountingSource":
+        return self
+
+    def __next__(self) -> str:
+        self.i += 1
+        if self.i == self.at:
+            self.reached.set()
+        if self.i > self.n:
+            raise StopIteration
+        return f"w{self.i} "
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_next_while_another_thread_winds_the_stream_up_waits_for_the_wind_up() -> None:
+    # next() takes no lock: it enters the pipeline generator directly. A close() from
+    # another thread runs the generator's wind-up in that thread; a next() arriving
+    # meanwhile must wait for it and then end, not fail with "generator already
+    # executing".
+    closing = threading.Event()
+    release = threading.Event()
+
+    class Source(_CountingSource):
+        def close(self) -> None:
+            closing.set()
+            release.wait(5)
+            super().close()
+
+    source = Source(10**6)
+    output, get_result = hs.EnhancedStreamer(hs.StreamConfig(close_timeout=10)).stream_buffered(
+        source
+    )
+    assert next(output).content == "w1 "
+    closer = threading.Thread(target=output.close)
+    closer.start()
+    assert closing.wait(5)  # the closer is inside the wind-up, in its own thread
+    got: List[Any] = []
+    reader = threading.Thread(target=read_all, args=(output, got))
+    reader.start()
+    reader.join(0.2)
+    assert reader.is_alive(), f"next() did not wait for the wind-up: {got}"
+    release.set()
+    closer.join(5)
+    reader.join(5)
+    assert not closer.is_alive() and not reader.is_alive()
+    assert got == ["<end>"]
+    assert source.closed and output.closed
+    assert output.cancelled and get_result().cancelled
+
+
+@pytest.mark.parametrize("prefetch", [False, True])
+def test_close_from_another_thread_at_any_moment_never_breaks_the_reader(prefetch: bool) -> None:
+    rng = random.Random(20261130)
+    config = hs.StreamConfig(prefetch=prefetch, queue_size=rng.choice([1, 4, 256]))
+    for trial in range(150):
+        source = _CountingSource(400, at=rng.randrange(1, 400))
+        output, get_result = hs.EnhancedStreamer(config).stream_buffered(source)
+        got: List[Any] = []
+        close_errors: List[BaseException] = []
+        spin = rng.randrange(0, 300)
+
+        def close_soon(
+            source: _CountingSource = source,
+            output: Any = output,
+            spin: int = spin,
+            close_errors: List[BaseException] = close_errors,
+        ) -> None:
+            source.reached.wait(5)
+            for _ in range(spin):
+                pass  # land the close() anywhere in the reader's work
+            try:
+                output.close()
+            except BaseException as exc:  # noqa: BLE001 - checked below
+                close_errors.append(exc)
+
+        closer = threading.Thread(target=close_soon)
+        closer.start()
+        read_all(output, got)
+        closer.join(5)
+        assert not closer.is_alive() and not close_errors, (trial, close_errors)
+        assert got[-1] == "<end>", (trial, got[-3:])
+        assert all(isinstance(g, str) for g in got), (trial, got[-3:])
+        assert wait_for(lambda source=source: source.closed), trial  # type: ignore[misc]
+        assert output.closed and output.state in ("cancelled", "finished"), trial
+        result = get_result()
+        assert result.chunk_count == len(got) - 1, trial
+        assert result.cancelled == (output.state == "cancelled"), trial

@@ -22,6 +22,7 @@ runs the pipeline: the reader's, or the janitor's for a stream nobody reads any 
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import itertools
 import logging
@@ -29,7 +30,7 @@ import queue
 import threading
 import time
 import weakref
-from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from .._chunk import Decoder, StreamChunk
 from .._errors import PipelineError
@@ -114,7 +115,10 @@ class _Core:
             if bind is not None:
                 bind(self.stop)
         self.gen: Iterator[Any] = self._run()
-        self.gen_lock = threading.Lock()  # held while a thread runs the pipeline
+        # taken by a wind-up from another thread, and by every next() after a close()
+        self.gen_lock = threading.Lock()
+        self.done = False  # over for the reader (ended, failed or closed)
+        self.finalizer: Optional["weakref.finalize[Any, Any]"] = None  # the ChunkStream's
         _stop.hold()
         try:
             self._unwatch = _stop.watch(stop, self._on_stop)
@@ -170,19 +174,54 @@ class _Core:
         self.halt()
         self.wind_up()
 
-    def wind_up(self) -> None:
+    def wind_up(self) -> bool:
         """Close the pipeline in this thread, unless a thread is inside ``next()``: that
-        thread winds it up itself, woken by ``halt``."""
+        thread winds it up itself, woken by ``halt``. False in that case.
+
+        A reader's ``next()`` enters the generator without a lock, so "inside" is the
+        generator's own state: ``close()`` of a running generator raises ValueError
+        before running any of its code. Under the GIL, a reader that has taken the
+        generator's ``__next__`` is inside it before any other thread runs; a reader
+        that had not by then calls the locked ``next()`` (``ChunkStream.close`` swaps
+        it in first) and waits here on ``gen_lock``.
+        """
         if not self.gen_lock.acquire(blocking=False):
-            return
+            return False  # another wind-up, or a reader's locked next(), is running
         try:
             gen = self.gen
             unstarted = inspect.getgeneratorstate(gen) == inspect.GEN_CREATED  # type: ignore[arg-type]
-            gen.close()  # type: ignore[attr-defined]
+            try:
+                gen.close()  # type: ignore[attr-defined]
+            except ValueError as exc:
+                if exc.__traceback__ is not None and exc.__traceback__.tb_next is None:
+                    return False  # raised by close() itself: the reader is inside
+                raise
             if unstarted:  # closing it ran none of its code: wind up here
                 self._finish_unstarted()
+            return True
         finally:
             self.gen_lock.release()
+
+    def over(self, join: bool) -> None:
+        """The stream is over for its reader: nothing is left for the finalizer to stop.
+
+        Detaching it matters: its registry holds the core, and a failed core holds the
+        exception, whose traceback holds the reader's frame and so the ChunkStream.
+        """
+        self.done = True
+        finalizer = self.finalizer
+        if finalizer is not None:
+            self.finalizer = None
+            finalizer.detach()
+        if join:
+            self.join_pump()
+
+    def join_pump(self) -> None:
+        # A pump blocked in a generator can't be interrupted; it closes the source
+        # once the generator gives it control back (a daemon thread meanwhile).
+        pump = self.pump
+        if pump is not None and pump is not threading.current_thread():
+            pump.join(self.close_timeout)
 
     def _finish_unstarted(self) -> None:
         with self._lock:
@@ -341,79 +380,160 @@ class _Core:
         finally:
             self._close_source()  # the pump is the thread that iterates the source
 
-    def _items(self) -> Iterator[Any]:
-        """Decoded source items (with TICK and IDLE markers when pumped).
+    def _flow(self) -> Iterator[Any]:
+        """Every source item through the stages: yields what the last stage releases,
+        item by item, and IDLE (the reader's deadline passed).
 
-        A raw item comes from the source itself (inline) or from the pump's latest
-        batch; the first ``next_within`` may switch from one to the other between two
-        items (the pump then reads the same iterator)."""
-        decode = Decoder()
+        One frame does it all, so an item costs no generator hand-offs: the source is
+        read here (inline, or from the pump's latest batch; the first ``next_within``
+        may switch from one to the other between two items), and what a stage releases
+        at once waits on a stack of (iterator, next stage) and goes on depth first,
+        checked for a stop item by item. Two shortcuts for ``str`` items: a first stage
+        may offer a text path (the buffer's ``add``), and a last stage a function that
+        turns text into its chunk (the aggregate), both equivalent to calling it.
+        """
+        pipeline = self.pipeline
+        stages = pipeline.stages
+        n = len(stages)
+        ticks = pipeline._ticks if pipeline.timed else None  # noqa: SLF001
+        fault = pipeline.fault
         stopped = self.stopped
         user = self.user_stop
         nxt = self.iterator.__next__
+        decode = Decoder()
         batch: List[Any] = []
         taken = 0
-        try:
-            while True:
+        stack: List[Any] = []  # [iterator, stage index] of items released at once
+        refresh = n > 0 and callable(getattr(stages[0], "text_path", None))
+        head, limit = _text_path(stages[0]) if refresh else (None, 0)
+        tail = getattr(stages[-1], "chunk_of", None) if n else None
+        tail_at = n - 1 if tail is not None else -1
+        at_end = False  # the source is over: its last item has been taken
+        finished = False  # ... and what the decoder held has gone through too
+        item: Any = None
+        while True:
+            if stack:
+                top = stack[-1]
+                try:
+                    item = next(top[0])
+                except StopIteration:
+                    stack.pop()
+                    continue
+                except BaseException as exc:  # a stage's lazily released items
+                    raise fault(top[1] - 1, exc)  # noqa: B904 - the same, or a PipelineError
                 if self.stopping or user is not None and stopped():
                     raise Stopped
-                if self.pipe is None:  # inline: the reader reads the source
-                    self.in_source = True
-                    try:
-                        raw = nxt()
-                    except StopIteration:
-                        if stopped():
-                            raise Stopped from None  # stopped while it ended
-                        break
-                    except GeneratorExit as exc:
-                        raise unexpected(exc, "the source") from exc
-                    finally:
-                        self.in_source = False
-                    if self.stopping or user is not None and stopped():
-                        raise Stopped  # it arrived after the stop: not delivered
-                else:  # pumped: the next raw item of the pump's batch
-                    if taken == len(batch):
-                        got = self._next_batch(self.pipe)
-                        if got.__class__ is not list:
-                            yield got  # TICK or IDLE
-                            continue
-                        batch, taken = got, 0
-                    raw = batch[taken]
-                    taken += 1
-                    if raw is END:
-                        break
-                    if raw.__class__ is _Failure:
-                        failure = raw.exc
-                        if isinstance(failure, GeneratorExit):
-                            raise unexpected(failure, "the source") from failure
-                        raise failure
-                if raw.__class__ is str and decode._decoder is None:
-                    decode.index += 1
-                    if raw:
-                        yield raw
-                    continue
-                item = decode(raw)
-                if item.__class__ is StreamChunk:
-                    if item.error is not None:
-                        raise item.error
-                    if item.done:
-                        if item.content or item.metadata or item.tokens:
-                            yield item
-                        break
-                    yield item
-                elif item:
-                    yield item
+                i = top[1]
+            else:
+                # the previous source item is all through: timers, then the next item
+                if ticks is not None:
+                    yield from ticks(stopped)
                 if decode.error is not None:
                     raise decode.error
-            self.source_done = True
-            rest = decode.finish()
-            if rest:
-                yield rest
-        except (GeneratorExit, Stopped):
-            raise
-        except BaseException:
-            self.pipeline.at = -1
-            raise
+                if at_end:
+                    if finished:
+                        return
+                    finished = True
+                    self.source_done = True
+                    item = decode.finish()
+                    if not item:
+                        return
+                    i = 0
+                else:
+                    if self.stopping or user is not None and stopped():
+                        raise Stopped
+                    if self.pipe is None:  # inline: the reader reads the source
+                        self.in_source = True
+                        try:
+                            raw = nxt()
+                        except StopIteration:
+                            if stopped():
+                                raise Stopped from None  # stopped while it ended
+                            at_end = True
+                            continue
+                        except GeneratorExit as exc:
+                            raise unexpected(exc, "the source") from exc
+                        finally:
+                            self.in_source = False
+                        if self.stopping or user is not None and stopped():
+                            raise Stopped  # it arrived after the stop: not delivered
+                    else:  # pumped: the next raw item of the pump's batch
+                        if taken == len(batch):
+                            got = self._next_batch(self.pipe)
+                            if got.__class__ is not list:
+                                if got is IDLE:
+                                    yield got
+                                elif ticks is not None:
+                                    yield from ticks(stopped)
+                                continue
+                            batch, taken = got, 0
+                        raw = batch[taken]
+                        taken += 1
+                        if raw is END:
+                            at_end = True
+                            continue
+                        if raw.__class__ is _Failure:
+                            failure = raw.exc
+                            if isinstance(failure, GeneratorExit):
+                                raise unexpected(failure, "the source") from failure
+                            raise failure
+                    if raw.__class__ is str and decode._decoder is None:
+                        decode.index += 1
+                        if not raw:
+                            continue
+                        item = raw
+                    else:
+                        item = decode(raw)
+                        if item.__class__ is StreamChunk:
+                            if item.error is not None:
+                                raise item.error
+                            if item.done:
+                                at_end = True  # the source said it is over
+                                if not (item.content or item.metadata or item.tokens):
+                                    continue
+                        elif not item:
+                            continue
+                    i = 0
+                if head is not None and item.__class__ is str and len(item) <= limit:
+                    try:
+                        out = head(item)
+                    except BaseException as exc:
+                        raise fault(0, exc)  # noqa: B904 - the same, or a PipelineError
+                    if not out:
+                        continue
+                    if len(out) != 1:
+                        stack.append((iter(out), 1))
+                        continue
+                    item = out[0]
+                    i = 1
+            # ``item`` enters stage ``i``
+            while i < n:
+                if i == tail_at and item.__class__ is str:
+                    try:
+                        item = tail(item)  # type: ignore[misc]
+                    except BaseException as exc:
+                        raise fault(i, exc)  # noqa: B904 - the same, or a PipelineError
+                    yield item
+                    break
+                try:
+                    out = stages[i](item)
+                except BaseException as exc:
+                    raise fault(i, exc)  # noqa: B904 - the same, or a PipelineError
+                i += 1
+                if i == 1 and refresh:
+                    head, limit = _text_path(stages[0])  # its state may allow it again, or not
+                if out.__class__ is list:
+                    if not out:
+                        break
+                    if len(out) == 1:
+                        item = out[0]
+                        continue
+                elif out is None:
+                    break
+                stack.append((iter(out), i))
+                break
+            else:
+                yield item
 
     def _next_batch(self, pipe: Pipe) -> Any:
         """A batch from the pump, or TICK (a timer is due) or IDLE (the reader's
@@ -444,7 +564,7 @@ class _Core:
         pipeline = self.pipeline
         try:
             pipeline.begin(self.stopped)
-            yield from pipeline.feed(self._items())
+            yield from self._flow()
             yield from pipeline.finish()
         except (GeneratorExit, Stopped) as exc:
             # stopped, or the reader closed the stream: nothing more is delivered
@@ -453,7 +573,8 @@ class _Core:
             self._end_source_early()
             self._release()
             if exc.__class__ is GeneratorExit:
-                raise
+                raise  # closed: the closing thread does the rest
+            self.over(join=True)
             return
         except BaseException as exc:  # noqa: BLE001 - delivered to the reader
             if self.stopping and not isinstance(exc, (KeyboardInterrupt, SystemExit)):
@@ -461,6 +582,7 @@ class _Core:
                 pipeline.abort(None)
                 self._end_source_early()
                 self._release()
+                self.over(join=True)
                 return
             error = pipeline.describe_failure(exc)
             interrupted = isinstance(exc, (KeyboardInterrupt, SystemExit))
@@ -478,10 +600,13 @@ class _Core:
             pipeline.abort(error)
             self._end_source_early()
             self._release()
+            # interrupted (Ctrl-C): no waiting for the pump on the way out
+            self.over(join=not interrupted)
             raise error
         self._set_state(FINISHED)
         self._close_source()
         self._release()
+        self.over(join=True)
 
 
 class ChunkStream:
@@ -493,28 +618,26 @@ class ChunkStream:
     by the source or a stage is raised here, after every chunk before it.
     """
 
+    # ``__next__`` is a slot holding the pipeline generator's own ``__next__``: a
+    # ``next()`` goes straight into the generator, with no Python frame of ours and no
+    # lock (the generator does the end's bookkeeping itself). A ``close()`` from
+    # another thread first swaps it for a ``next()`` that waits for the wind-up under
+    # the stream's lock, then closes the generator unless the reader is inside it
+    # (see ``_Core.wind_up``).
+    __slots__ = ("__next__", "_core", "_finalizer", "__weakref__")
+
+    if TYPE_CHECKING:
+
+        def __next__(self) -> StreamChunk: ...
+
     def __init__(self, core: _Core, close_timeout: float = 1.0) -> None:
         self._core = core
-        self._done = False
-        self._close_timeout = close_timeout
-        self._finalizer = weakref.finalize(self, _let_go_of, core)
+        core.close_timeout = close_timeout
+        self.__next__ = core.gen.__next__  # type: ignore[method-assign]
+        self._finalizer = core.finalizer = weakref.finalize(self, _let_go_of, core)
 
     def __iter__(self) -> "ChunkStream":
         return self
-
-    def __next__(self) -> StreamChunk:
-        core = self._core
-        lock = core.gen_lock
-        lock.acquire()
-        try:
-            item = core.gen.__next__()
-        except BaseException as exc:
-            lock.release()
-            # interrupted (Ctrl-C): no waiting for the pump on the way out
-            self._over(join=not isinstance(exc, (KeyboardInterrupt, SystemExit)))
-            raise
-        lock.release()
-        return item  # type: ignore[no-any-return]
 
     def next_within(self, timeout: float) -> Optional[StreamChunk]:
         """The next chunk, or None if none arrives within ``timeout`` seconds.
@@ -524,7 +647,7 @@ class ChunkStream:
         first call moves the reading of the source to a thread of its own.
         """
         core = self._core
-        if core.pipe is None and not self._done:
+        if core.pipe is None and not core.done:
             core.start_pump()
         core.deadline = time.monotonic() + max(0.0, timeout)
         try:
@@ -542,29 +665,18 @@ class ChunkStream:
         ``close()``; a close that takes longer is recorded as the stream's error.
         """
         core = self._core
-        if not self._done:
+        if not core.done:
             core.halt()
-            core.wind_up()
-        self._over()
-
-    def _over(self, join: bool = True) -> None:
-        """The stream is over for this reader: nothing is left for the finalizer to stop.
-
-        Detaching it matters: its registry holds the core, and a failed core holds the
-        exception, whose traceback holds the reader's frame and so this object.
-        """
-        if not self._done:
-            self._done = True
-            self._finalizer.detach()
-        if join:
-            self._join_pump()
-
-    def _join_pump(self) -> None:
-        # A pump blocked in a generator can't be interrupted; it closes the source
-        # once the generator gives it control back (a daemon thread meanwhile).
-        pump = self._core.pump
-        if pump is not None and pump is not threading.current_thread():
-            pump.join(self._close_timeout)
+            # from now on a next() waits while a wind-up runs, instead of finding the
+            # generator busy
+            self.__next__ = functools.partial(_locked_next, core)  # type: ignore[method-assign]
+            if not core.wind_up():
+                # the reader is inside next(): it winds the stream up itself (halt woke
+                # it); should it never come back, the finalizer still will
+                core.done = True
+                core.join_pump()
+                return
+        core.over(join=True)
 
     def __enter__(self) -> "ChunkStream":
         return self
@@ -575,7 +687,7 @@ class ChunkStream:
     @property
     def closed(self) -> bool:
         """True once the stream has ended, failed, or been closed."""
-        return self._done
+        return self._core.done
 
     @property
     def cancelled(self) -> bool:
@@ -608,6 +720,25 @@ class ChunkStream:
 
 
 ChunkStream.__module__ = "helixstream"
+
+
+def _text_path(stage: Any) -> Tuple[Optional[Callable[[str], List[Any]]], int]:
+    """A stage's text path: ``(function, longest text it takes)``, or ``(None, 0)``.
+
+    A stage may offer ``text_path()``, returning a function equivalent to calling the
+    stage with a ``str`` of at most that many characters (or None while its state does
+    not allow one); the engine asks again after every other call of the stage."""
+    path = stage.text_path()
+    if path is None:
+        return None, 0
+    return path  # type: ignore[no-any-return]
+
+
+def _locked_next(core: _Core) -> Any:
+    """``next()`` once a close was asked for: it waits while another thread winds the
+    stream up, then finds the generator closed (StopIteration)."""
+    with core.gen_lock:
+        return core.gen.__next__()
 
 
 def _let_go_of(core: _Core) -> None:
