@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gc
 import random
+import sys
 import threading
 import weakref
 from typing import Any, List
@@ -282,3 +283,62 @@ def test_close_from_another_thread_at_any_moment_never_breaks_the_reader(prefetc
         result = get_result()
         assert result.chunk_count == len(got) - 1, trial
         assert result.cancelled == (output.state == "cancelled"), trial
+
+
+@pytest.mark.parametrize("queue_size", [1, 2, 256])
+def test_the_pumps_lock_free_hand_off_loses_no_item_and_no_wake_up(queue_size: int) -> None:
+    # The pump appends to the pipe without its lock and takes the lock only to wake a
+    # reader that waits (or to wait on a full pipe). Here the source sends its next
+    # item only once the reader has the one before, so every item is handed to a
+    # reader that is about to wait or waiting, and a GIL switch every microsecond moves
+    # the append anywhere in the reader's get. An append landing between the reader's
+    # look at the items and its wait, unseen by both, would leave the item queued and
+    # the reader asleep (the source's wait then times out); an append racing a get
+    # would lose the item.
+    received = threading.Condition()
+    count = [0]
+    stalls: List[int] = []
+
+    def source() -> Any:
+        for i in range(1500):
+            yield f"{i} "
+            with received:
+                if not received.wait_for(lambda i=i: count[0] > i, timeout=5):  # type: ignore[misc]
+                    stalls.append(i)
+                    return
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        config = hs.StreamConfig(prefetch=True, queue_size=queue_size)
+        output, _ = hs.EnhancedStreamer(config).stream_buffered(source(), "character")
+        text = []
+        for chunk in output:
+            text.append(chunk.content)
+            if chunk.content == " ":
+                with received:
+                    count[0] += 1
+                    received.notify()
+    finally:
+        sys.setswitchinterval(old)
+    assert not stalls, f"item {stalls[0]} stayed queued while the reader waited"
+    assert "".join(text) == "".join(f"{i} " for i in range(1500))
+
+
+@pytest.mark.parametrize("queue_size", [3, 100_000])
+def test_appends_racing_the_readers_gets_lose_nothing(queue_size: int) -> None:
+    # A free-running source: the pump appends while the reader takes a batch, with a
+    # GIL switch every microsecond. A get that copied the queue and then cleared it
+    # would drop what was appended in between.
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(5):
+            config = hs.StreamConfig(prefetch=True, queue_size=queue_size)
+            output, _ = hs.EnhancedStreamer(config).stream_buffered(
+                (f"{i} " for i in range(20000)), "character"
+            )
+            text = "".join(chunk.content for chunk in output)
+            assert text == "".join(f"{i} " for i in range(20000))
+    finally:
+        sys.setswitchinterval(old)

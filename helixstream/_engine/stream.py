@@ -351,6 +351,12 @@ class _Core:
         assert pipe is not None
         nxt = self.iterator.__next__
         user = self.user_stop
+        # the pipe's fast path (Pipe.wake): append without its lock, and take the lock
+        # only to wake a waiting reader, or to wait (a plain put) while the pipe is full
+        items = pipe._items  # noqa: SLF001 - the pipe's producer side
+        append = items.append
+        maxsize = pipe.maxsize
+        put = pipe.put
         try:
             while not self.stopping:
                 if user is not None and user.is_set():
@@ -361,7 +367,12 @@ class _Core:
                     raw = nxt()
                 finally:
                     self.in_source = False
-                pipe.put(raw)
+                if len(items) >= maxsize or pipe._closed:  # noqa: SLF001
+                    put(raw)  # waits while full; raises PipeClosed once closed
+                else:
+                    append(raw)
+                    if pipe._getter_waits:  # noqa: SLF001
+                        pipe.wake()
                 if raw.__class__ is StreamChunk and (raw.done or raw.error is not None):
                     break  # the source said it is over: read no further
             else:
