@@ -74,6 +74,17 @@ def _closeable(obj: Any) -> bool:
 class _Core:
     """The shared state of one stream (threads hold this, never the ChunkStream)."""
 
+    # Slots: the reader's and the pump's loops read and write these for every item,
+    # and slot access stays fast (a plain instance would outgrow CPython's shared-key
+    # dicts at this many attributes, and every access would become a dict lookup).
+    __slots__ = (
+        "id", "name", "source", "iterator", "user_stop", "stop", "queue_size",
+        "close_timeout", "result", "state", "stopping", "abandoned", "source_done",
+        "error", "close_error", "pipe", "pump", "threads", "deadline", "in_source",
+        "_lock", "_closed_objects", "_released", "pipeline", "stages", "gen", "gen_lock",
+        "done", "finalizer", "_unwatch", "__weakref__",
+    )
+
     def __init__(
         self,
         source: Iterable[Any],
@@ -349,14 +360,18 @@ class _Core:
     def _pump(self) -> None:
         pipe = self.pipe
         assert pipe is not None
-        nxt = self.iterator.__next__
+        source = self.iterator
         user = self.user_stop
         # the pipe's fast path (Pipe.wake): append without its lock, and take the lock
-        # only to wake a waiting reader, or to wait (a plain put) while the pipe is full
+        # only to wake a waiting reader, or to wait (a plain put) while the pipe is full.
+        # ``room`` is what may be appended before the pipe is full, counted down here
+        # and looked up again when it runs out (the reader only ever makes more).
+        # A stop sets ``stopping`` before it closes the pipe: the loop's test sees it.
         items = pipe._items  # noqa: SLF001 - the pipe's producer side
         append = items.append
         maxsize = pipe.maxsize
         put = pipe.put
+        room = 0
         try:
             while not self.stopping:
                 if user is not None and user.is_set():
@@ -364,15 +379,18 @@ class _Core:
                     return
                 self.in_source = True
                 try:
-                    raw = nxt()
+                    raw = next(source)
                 finally:
                     self.in_source = False
-                if len(items) >= maxsize or pipe._closed:  # noqa: SLF001
-                    put(raw)  # waits while full; raises PipeClosed once closed
-                else:
+                if room <= 0:
+                    room = maxsize - len(items)
+                if room > 0:
                     append(raw)
+                    room -= 1
                     if pipe._getter_waits:  # noqa: SLF001
                         pipe.wake()
+                else:
+                    put(raw)  # waits while full; raises PipeClosed once closed
                 if raw.__class__ is StreamChunk and (raw.done or raw.error is not None):
                     break  # the source said it is over: read no further
             else:
@@ -391,191 +409,218 @@ class _Core:
         finally:
             self._close_source()  # the pump is the thread that iterates the source
 
-    def _flow(self) -> Iterator[Any]:
-        """Every source item through the stages: yields what the last stage releases,
-        item by item, and IDLE (the reader's deadline passed).
-
-        One frame does it all, so an item costs no generator hand-offs: the source is
-        read here (inline, or from the pump's latest batch; the first ``next_within``
-        may switch from one to the other between two items), and what a stage releases
-        at once waits on a stack of (iterator, next stage) and goes on depth first,
-        checked for a stop item by item. Two shortcuts for ``str`` items: a first stage
-        may offer a text path (the buffer's ``add``), and a last stage a function that
-        turns text into its chunk (the aggregate), both equivalent to calling it.
-        """
-        pipeline = self.pipeline
-        stages = pipeline.stages
-        n = len(stages)
-        ticks = pipeline._ticks if pipeline.timed else None  # noqa: SLF001
-        fault = pipeline.fault
-        stopped = self.stopped
-        user = self.user_stop
-        nxt = self.iterator.__next__
-        decode = Decoder()
-        batch: List[Any] = []
-        taken = 0
-        stack: List[Any] = []  # [iterator, stage index] of items released at once
-        refresh = n > 0 and callable(getattr(stages[0], "text_path", None))
-        head, limit = _text_path(stages[0]) if refresh else (None, 0)
-        tail = getattr(stages[-1], "chunk_of", None) if n else None
-        tail_at = n - 1 if tail is not None else -1
-        at_end = False  # the source is over: its last item has been taken
-        finished = False  # ... and what the decoder held has gone through too
-        item: Any = None
-        while True:
-            if stack:
-                top = stack[-1]
-                try:
-                    item = next(top[0])
-                except StopIteration:
-                    stack.pop()
-                    continue
-                except BaseException as exc:  # a stage's lazily released items
-                    raise fault(top[1] - 1, exc)  # noqa: B904 - the same, or a PipelineError
-                if self.stopping or user is not None and stopped():
-                    raise Stopped
-                i = top[1]
-            else:
-                # the previous source item is all through: timers, then the next item
-                if ticks is not None:
-                    yield from ticks(stopped)
-                if decode.error is not None:
-                    raise decode.error
-                if at_end:
-                    if finished:
-                        return
-                    finished = True
-                    self.source_done = True
-                    item = decode.finish()
-                    if not item:
-                        return
-                    i = 0
-                else:
-                    if self.stopping or user is not None and stopped():
-                        raise Stopped
-                    if self.pipe is None:  # inline: the reader reads the source
-                        self.in_source = True
-                        try:
-                            raw = nxt()
-                        except StopIteration:
-                            if stopped():
-                                raise Stopped from None  # stopped while it ended
-                            at_end = True
-                            continue
-                        except GeneratorExit as exc:
-                            raise unexpected(exc, "the source") from exc
-                        finally:
-                            self.in_source = False
-                        if self.stopping or user is not None and stopped():
-                            raise Stopped  # it arrived after the stop: not delivered
-                    else:  # pumped: the next raw item of the pump's batch
-                        if taken == len(batch):
-                            got = self._next_batch(self.pipe)
-                            if got.__class__ is not list:
-                                if got is IDLE:
-                                    yield got
-                                elif ticks is not None:
-                                    yield from ticks(stopped)
-                                continue
-                            batch, taken = got, 0
-                        raw = batch[taken]
-                        taken += 1
-                        if raw is END:
-                            at_end = True
-                            continue
-                        if raw.__class__ is _Failure:
-                            failure = raw.exc
-                            if isinstance(failure, GeneratorExit):
-                                raise unexpected(failure, "the source") from failure
-                            raise failure
-                    if raw.__class__ is str and decode._decoder is None:
-                        decode.index += 1
-                        if not raw:
-                            continue
-                        item = raw
-                    else:
-                        item = decode(raw)
-                        if item.__class__ is StreamChunk:
-                            if item.error is not None:
-                                raise item.error
-                            if item.done:
-                                at_end = True  # the source said it is over
-                                if not (item.content or item.metadata or item.tokens):
-                                    continue
-                        elif not item:
-                            continue
-                    i = 0
-                if head is not None and item.__class__ is str and len(item) <= limit:
-                    try:
-                        out = head(item)
-                    except BaseException as exc:
-                        raise fault(0, exc)  # noqa: B904 - the same, or a PipelineError
-                    if not out:
-                        continue
-                    if len(out) != 1:
-                        stack.append((iter(out), 1))
-                        continue
-                    item = out[0]
-                    i = 1
-            # ``item`` enters stage ``i``
-            while i < n:
-                if i == tail_at and item.__class__ is str:
-                    try:
-                        item = tail(item)  # type: ignore[misc]
-                    except BaseException as exc:
-                        raise fault(i, exc)  # noqa: B904 - the same, or a PipelineError
-                    yield item
-                    break
-                try:
-                    out = stages[i](item)
-                except BaseException as exc:
-                    raise fault(i, exc)  # noqa: B904 - the same, or a PipelineError
-                i += 1
-                if i == 1 and refresh:
-                    head, limit = _text_path(stages[0])  # its state may allow it again, or not
-                if out.__class__ is list:
-                    if not out:
-                        break
-                    if len(out) == 1:
-                        item = out[0]
-                        continue
-                elif out is None:
-                    break
-                stack.append((iter(out), i))
-                break
-            else:
-                yield item
-
-    def _next_batch(self, pipe: Pipe) -> Any:
-        """A batch from the pump, or TICK (a timer is due) or IDLE (the reader's
-        deadline passed)."""
-        while True:
-            left = self.pipeline.time_left() if self.pipeline.timed else None
-            if left is not None and left <= 0:
-                return TICK
-            deadline = self.deadline
-            if deadline is not None:
-                wait = deadline - time.monotonic()
-                if wait <= 0:
-                    return IDLE
-                if left is None or wait < left:
-                    left = wait
-            try:
-                return pipe.get_all(left)
-            except queue.Empty:
-                continue
-            except PipeClosed:
-                if self.stopping:
-                    raise Stopped from None
-                raise
-
-    # --- the pipeline ------------------------------------------------------------------
     def _run(self) -> Iterator[Any]:
-        """The pipeline with its end: the one generator a stream's reader drives."""
+        """The pipeline with its end: the one generator a stream's reader drives.
+
+        It yields what the last stage releases, item by item (and IDLE: the reader's
+        deadline passed), then flushes the stages; the failure and stop handling is
+        at the bottom. One frame does it all, so an item costs no generator hand-offs:
+        the source is read here (inline, or from the pump's latest batch; the first
+        ``next_within`` may switch from one to the other between two items), and what a
+        stage releases at once waits on a stack of (iterator, next stage) and goes on
+        depth first, checked for a stop item by item. Shortcuts, each equivalent to
+        calling the stage: a first stage may offer a text path for ``str`` items (the
+        buffer's ``add``: ``text_path()``), a middle stage may take a ``str`` it passes
+        on unchanged (``note_text``, or the progress stage's ``text_watch``), and a last
+        stage may turn a ``str`` into its chunk (the aggregate's ``chunk_of``).
+        """
         pipeline = self.pipeline
         try:
             pipeline.begin(self.stopped)
-            yield from self._flow()
+            stages = pipeline.stages
+            n = len(stages)
+            ticks = pipeline._ticks if pipeline.timed else None  # noqa: SLF001
+            fault = pipeline.fault
+            stopped = self.stopped
+            user = self.user_stop
+            source = self.iterator
+            decode = Decoder()
+            decoding = False  # bytes came: every item goes to the decoder from now on
+            index = 0  # the decoder's item count, kept here while it is not in use
+            batch: List[Any] = []
+            taken = 0
+            stack: List[Any] = []  # [iterator, stage index] of items released at once
+            refresh = n > 0 and callable(getattr(stages[0], "text_path", None))
+            head, limit = _text_path(stages[0]) if refresh else (None, 0)
+            tail = getattr(stages[-1], "chunk_of", None) if n else None
+            tail_at = n - 1 if tail is not None else -1
+            notes = [getattr(stage, "note_text", None) for stage in stages]
+            if not any(notes):
+                notes = []
+            # the two usual shapes, done in a few lines: buffer ▸ aggregate, and
+            # buffer ▸ a watcher (progress: text_watch(), due, on_due()) ▸ aggregate
+            pair = head is not None and tail is not None and n == 2
+            watched: Any = None
+            if head is not None and tail is not None and n == 3:
+                watch = getattr(stages[1], "text_watch", None)
+                if watch is not None:
+                    watched = stages[1]
+                    watch_append, watch_clock = watch()
+            at_end = False  # the source is over: its last item has been taken
+            finished = False  # ... and what the decoder held has gone through too
+            item: Any = None
+            while True:
+                if stack:
+                    top = stack[-1]
+                    try:
+                        item = next(top[0])
+                    except StopIteration:
+                        stack.pop()
+                        continue
+                    except BaseException as exc:  # a stage's lazily released items
+                        raise fault(top[1] - 1, exc)  # noqa: B904 - the same, or a PipelineError
+                    if self.stopping or user is not None and stopped():
+                        raise Stopped
+                    i = top[1]
+                else:
+                    # the previous source item is all through: timers, then the next item
+                    if ticks is not None:
+                        yield from ticks(stopped)
+                    if decoding and decode.error is not None:
+                        raise decode.error
+                    if at_end:
+                        if finished:
+                            break
+                        finished = True
+                        self.source_done = True
+                        item = decode.finish()
+                        if not item:
+                            break
+                        i = 0
+                    else:
+                        if self.stopping or user is not None and stopped():
+                            raise Stopped
+                        if self.pipe is None:  # inline: the reader reads the source
+                            self.in_source = True
+                            try:
+                                raw = next(source)
+                            except StopIteration:
+                                if stopped():
+                                    raise Stopped from None  # stopped while it ended
+                                at_end = True
+                                continue
+                            except GeneratorExit as exc:
+                                raise unexpected(exc, "the source") from exc
+                            finally:
+                                self.in_source = False
+                            if self.stopping or user is not None and stopped():
+                                raise Stopped  # it arrived after the stop: not delivered
+                        else:  # pumped: the next raw item of the pump's batch
+                            if taken == len(batch):
+                                got = self._next_batch(self.pipe)
+                                if got.__class__ is not list:
+                                    if got is IDLE:
+                                        yield got
+                                    elif ticks is not None:
+                                        yield from ticks(stopped)
+                                    continue
+                                batch, taken = got, 0
+                            raw = batch[taken]
+                            taken += 1
+                            if raw is END:
+                                at_end = True
+                                continue
+                            if raw.__class__ is _Failure:
+                                failure = raw.exc
+                                if isinstance(failure, GeneratorExit):
+                                    raise unexpected(failure, "the source") from failure
+                                raise failure
+                        if raw.__class__ is str and not decoding:
+                            index += 1
+                            if not raw:
+                                continue
+                            if head is not None and len(raw) <= limit:
+                                # the hot path: text into the buffer
+                                try:
+                                    out = head(raw)
+                                except BaseException as exc:
+                                    raise fault(0, exc)  # noqa: B904 - the same, or a PipelineError
+                                if not out:
+                                    continue
+                                if len(out) != 1:
+                                    stack.append((iter(out), 1))
+                                    continue
+                                item = out[0]
+                                if pair:
+                                    try:
+                                        item = tail(item)  # type: ignore[misc]
+                                    except BaseException as exc:
+                                        raise fault(1, exc)  # noqa: B904 - the same, or a PipelineError
+                                    yield item
+                                    continue
+                                if watched is not None:
+                                    try:
+                                        watch_append(item)
+                                        if watch_clock() >= watched.due:
+                                            watched.on_due()
+                                    except BaseException as exc:
+                                        raise fault(1, exc)  # noqa: B904 - the same, or a PipelineError
+                                    try:
+                                        item = tail(item)  # type: ignore[misc]
+                                    except BaseException as exc:
+                                        raise fault(2, exc)  # noqa: B904 - the same, or a PipelineError
+                                    yield item
+                                    continue
+                                i = 1
+                            else:
+                                item = raw
+                                i = 0
+                        else:
+                            if decoding:
+                                item = decode(raw)
+                            else:
+                                decode.index = index
+                                item = decode(raw)
+                                index = decode.index
+                                decoding = decode._decoder is not None  # noqa: SLF001
+                            if item.__class__ is StreamChunk:
+                                if item.error is not None:
+                                    raise item.error
+                                if item.done:
+                                    at_end = True  # the source said it is over
+                                    if not (item.content or item.metadata or item.tokens):
+                                        continue
+                            elif not item:
+                                continue
+                            i = 0
+                # ``item`` enters stage ``i``
+                while i < n:
+                    if item.__class__ is str:
+                        if i == tail_at:
+                            try:
+                                item = tail(item)  # type: ignore[misc]
+                            except BaseException as exc:
+                                raise fault(i, exc)  # noqa: B904 - the same, or a PipelineError
+                            yield item
+                            break
+                        if notes:
+                            note = notes[i]
+                            if note is not None:
+                                try:
+                                    note(item)
+                                except BaseException as exc:
+                                    raise fault(i, exc)  # noqa: B904 - the same, or a PipelineError
+                                i += 1
+                                continue
+                    try:
+                        out = stages[i](item)
+                    except BaseException as exc:
+                        raise fault(i, exc)  # noqa: B904 - the same, or a PipelineError
+                    i += 1
+                    if i == 1 and refresh:
+                        head, limit = _text_path(stages[0])  # its state may allow it again, or not
+                    if out.__class__ is list:
+                        if not out:
+                            break
+                        if len(out) == 1:
+                            item = out[0]
+                            continue
+                    elif out is None:
+                        break
+                    stack.append((iter(out), i))
+                    break
+                else:
+                    yield item
             yield from pipeline.finish()
         except (GeneratorExit, Stopped) as exc:
             # stopped, or the reader closed the stream: nothing more is delivered
@@ -618,6 +663,31 @@ class _Core:
         self._close_source()
         self._release()
         self.over(join=True)
+
+    def _next_batch(self, pipe: Pipe) -> Any:
+        """A batch from the pump, or TICK (a timer is due) or IDLE (the reader's
+        deadline passed)."""
+        while True:
+            left = self.pipeline.time_left() if self.pipeline.timed else None
+            if left is not None and left <= 0:
+                return TICK
+            deadline = self.deadline
+            if deadline is not None:
+                wait = deadline - time.monotonic()
+                if wait <= 0:
+                    return IDLE
+                if left is None or wait < left:
+                    left = wait
+            try:
+                return pipe.get_all(left)
+            except queue.Empty:
+                continue
+            except PipeClosed:
+                if self.stopping:
+                    raise Stopped from None
+                raise
+
+    # --- the pipeline ------------------------------------------------------------------
 
 
 class ChunkStream:
