@@ -58,6 +58,9 @@ class _End:
 
 
 END = _End()
+_STOPPED = object()  # the pump saw a stop
+_NOTHING = object()  # no raw item in hand
+_HANDLED = object()  # the hot loop is done with what it took
 
 
 class _Failure:
@@ -360,42 +363,14 @@ class _Core:
     def _pump(self) -> None:
         pipe = self.pipe
         assert pipe is not None
-        source = self.iterator
         user = self.user_stop
-        # the pipe's fast path (Pipe.wake): append without its lock, and take the lock
-        # only to wake a waiting reader, or to wait (a plain put) while the pipe is full.
-        # ``room`` is what may be appended before the pipe is full, counted down here
-        # and looked up again when it runs out (the reader only ever makes more).
-        # A stop sets ``stopping`` before it closes the pipe: the loop's test sees it.
-        items = pipe._items  # noqa: SLF001 - the pipe's producer side
-        append = items.append
-        maxsize = pipe.maxsize
-        put = pipe.put
-        room = 0
         try:
-            while not self.stopping:
-                if user is not None and user.is_set():
-                    self.halt()
+            while True:
+                over = self._pump_some(pipe, 64)
+                if over is _STOPPED:
                     return
-                self.in_source = True
-                try:
-                    raw = next(source)
-                finally:
-                    self.in_source = False
-                if room <= 0:
-                    room = maxsize - len(items)
-                if room > 0:
-                    append(raw)
-                    room -= 1
-                    if pipe._getter_waits:  # noqa: SLF001
-                        pipe.wake()
-                else:
-                    put(raw)  # waits while full; raises PipeClosed once closed
-                if raw.__class__ is StreamChunk and (raw.done or raw.error is not None):
-                    break  # the source said it is over: read no further
-            else:
-                return
-            raise StopIteration
+                if over is not None:
+                    raise StopIteration  # the source said it is over: read no further
         except StopIteration:
             if user is not None and user.is_set():
                 self.halt()  # stopped before the end was seen: the stop wins
@@ -408,6 +383,50 @@ class _Core:
             pipe.end(_Failure(exc))
         finally:
             self._close_source()  # the pump is the thread that iterates the source
+
+    def _pump_some(self, pipe: Pipe, count: int) -> Any:
+        """Read up to ``count`` items of the source into the pipe; None, or _STOPPED,
+        or the chunk by which the source said it is over.
+
+        The pump's loop is cut into calls of this: CPython 3.11 specializes a
+        function's bytecode only after it has been entered a few times, so a loop
+        that never returned would run unspecialized (about twice the instructions).
+
+        The pipe's fast path (Pipe.wake): append without its lock, and take the lock
+        only to wake a waiting reader, or to wait (a plain put) while the pipe is full.
+        ``room`` is what may be appended before the pipe is full, counted down here and
+        looked up again when it runs out (the reader only ever makes more). A stop
+        sets ``stopping`` before it closes the pipe: the test at the top sees it.
+        """
+        source = self.iterator
+        user = self.user_stop
+        items = pipe._items  # noqa: SLF001 - the pipe's producer side
+        append = items.append
+        room = pipe.maxsize - len(items)
+        while count:
+            count -= 1
+            if self.stopping:
+                return _STOPPED
+            if user is not None and user.is_set():
+                self.halt()
+                return _STOPPED
+            self.in_source = True
+            try:
+                raw = next(source)
+            finally:
+                self.in_source = False
+            if room <= 0:
+                room = pipe.maxsize - len(items)
+            if room > 0:
+                append(raw)
+                room -= 1
+                if pipe._getter_waits:  # noqa: SLF001
+                    pipe.wake()
+            else:
+                pipe.put(raw)  # waits while full; raises PipeClosed once closed
+            if raw.__class__ is StreamChunk and (raw.done or raw.error is not None):
+                return raw
+        return None
 
     def _run(self) -> Iterator[Any]:
         """The pipeline with its end: the one generator a stream's reader drives.
@@ -456,6 +475,9 @@ class _Core:
                 if watch is not None:
                     watched = stages[1]
                     watch_append, watch_clock = watch()
+            # the hot loop's shapes: text into the buffer, then the aggregate's chunk,
+            # with at most a watcher between them, and no timers
+            fast = ticks is None and (pair or watched is not None)
             at_end = False  # the source is over: its last item has been taken
             finished = False  # ... and what the decoder held has gone through too
             item: Any = None
@@ -488,9 +510,76 @@ class _Core:
                             break
                         i = 0
                     else:
-                        if self.stopping or user is not None and stopped():
+                        raw = _NOTHING
+                        if fast and not decoding:
+                            # The hot loop: text pieces, buffer ▸ (watcher ▸) aggregate.
+                            # It leaves with ``raw`` for the general way below, with
+                            # _NOTHING to have it read (the batch ran out), or with
+                            # _HANDLED when it is done with what it took.
+                            inline = self.pipe is None
+                            while True:
+                                if self.stopping or user is not None and stopped():
+                                    raise Stopped
+                                if inline:
+                                    self.in_source = True
+                                    try:
+                                        raw = next(source)
+                                    except StopIteration:
+                                        if stopped():
+                                            raise Stopped from None  # stopped while it ended
+                                        at_end = True
+                                        raw = _HANDLED
+                                        break
+                                    except GeneratorExit as exc:
+                                        raise unexpected(exc, "the source") from exc
+                                    finally:
+                                        self.in_source = False
+                                    if self.stopping or user is not None and stopped():
+                                        raise Stopped  # it arrived after the stop
+                                else:
+                                    if taken == len(batch):
+                                        raw = _NOTHING  # the general way waits for more
+                                        break
+                                    raw = batch[taken]
+                                    taken += 1
+                                if raw.__class__ is not str or len(raw) > limit:
+                                    break
+                                index += 1
+                                if not raw:
+                                    continue
+                                try:
+                                    out = head(raw)  # type: ignore[misc]
+                                except BaseException as exc:
+                                    raise fault(0, exc)  # noqa: B904 - the same, or a PipelineError
+                                if not out:
+                                    continue
+                                if len(out) != 1:
+                                    stack.append((iter(out), 1))
+                                    raw = _HANDLED
+                                    break
+                                item = out[0]
+                                if watched is not None:
+                                    try:
+                                        watch_append(item)
+                                        if watch_clock() >= watched.due:
+                                            watched.on_due()
+                                    except BaseException as exc:
+                                        raise fault(1, exc)  # noqa: B904 - the same, or a PipelineError
+                                try:
+                                    item = tail(item)  # type: ignore[misc]
+                                except BaseException as exc:
+                                    raise fault(tail_at, exc)  # noqa: B904 - the same, or a PipelineError
+                                yield item
+                                if inline and self.pipe is not None:
+                                    raw = _HANDLED  # next_within started a pump
+                                    break
+                            if raw is _HANDLED:
+                                continue
+                        elif self.stopping or user is not None and stopped():
                             raise Stopped
-                        if self.pipe is None:  # inline: the reader reads the source
+                        if raw is not _NOTHING:
+                            pass  # taken by the hot loop
+                        elif self.pipe is None:  # inline: the reader reads the source
                             self.in_source = True
                             try:
                                 raw = next(source)
@@ -517,14 +606,14 @@ class _Core:
                                 batch, taken = got, 0
                             raw = batch[taken]
                             taken += 1
-                            if raw is END:
-                                at_end = True
-                                continue
-                            if raw.__class__ is _Failure:
-                                failure = raw.exc
-                                if isinstance(failure, GeneratorExit):
-                                    raise unexpected(failure, "the source") from failure
-                                raise failure
+                        if raw is END:
+                            at_end = True
+                            continue
+                        if raw.__class__ is _Failure:
+                            failure = raw.exc
+                            if isinstance(failure, GeneratorExit):
+                                raise unexpected(failure, "the source") from failure
+                            raise failure
                         if raw.__class__ is str and not decoding:
                             index += 1
                             if not raw:
