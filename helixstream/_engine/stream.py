@@ -478,6 +478,8 @@ class _Core:
             # the hot loop's shapes: text into the buffer, then the aggregate's chunk,
             # with at most a watcher between them, and no timers
             fast = ticks is None and (pair or watched is not None)
+            sink_of = getattr(stages[-1], "text_sink", None) if fast else None
+            sink: Optional[List[str]] = None
             at_end = False  # the source is over: its last item has been taken
             finished = False  # ... and what the decoder held has gone through too
             item: Any = None
@@ -565,11 +567,17 @@ class _Core:
                                             watched.on_due()
                                     except BaseException as exc:
                                         raise fault(1, exc)  # noqa: B904 - the same, or a PipelineError
-                                try:
-                                    item = tail(item)  # type: ignore[misc]
-                                except BaseException as exc:
-                                    raise fault(tail_at, exc)  # noqa: B904 - the same, or a PipelineError
-                                yield item
+                                if sink is not None:  # the aggregate's chunk_of, in line
+                                    sink.append(item)
+                                    yield StreamChunk(item, len(sink) - 1)
+                                else:
+                                    try:
+                                        item = tail(item)  # type: ignore[misc]
+                                    except BaseException as exc:
+                                        raise fault(tail_at, exc)  # noqa: B904 - the same, or a PipelineError
+                                    if sink_of is not None:
+                                        sink = sink_of()
+                                    yield item
                                 if inline and self.pipe is not None:
                                     raw = _HANDLED  # next_within started a pump
                                     break
