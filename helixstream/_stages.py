@@ -55,6 +55,9 @@ class Stage(Protocol):
     - ``flush_on_failure = False``: when a stage before it fails, this stage is not
       flushed (it gets ``abort(error)`` only).
     - ``name``: shown in thread names and error messages.
+    - ``note_text(text)``: a fast path for a stage that passes a ``str`` on unchanged:
+      the engine calls it instead of ``stage(text)`` and passes the text on itself. It
+      must do what the call would do.
 
     Every method runs in the thread that reads the stream's output, one call at a
     time, so a stage needs no lock. A stage that raises fails the stream: the reader

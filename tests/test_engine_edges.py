@@ -342,3 +342,49 @@ def test_appends_racing_the_readers_gets_lose_nothing(queue_size: int) -> None:
             assert text == "".join(f"{i} " for i in range(20000))
     finally:
         sys.setswitchinterval(old)
+
+
+def test_a_stage_with_note_text_gets_text_through_it_and_the_same_output() -> None:
+    class Count:
+        name = "count"
+
+        def __init__(self) -> None:
+            self.seen: List[Any] = []
+            self.noted = 0
+
+        def __call__(self, item: Any) -> List[Any]:
+            self.seen.append(item)
+            return [item]
+
+        def note_text(self, text: str) -> None:
+            self.noted += 1
+            self.seen.append(text)
+
+        def flush(self) -> List[Any]:
+            return []
+
+    class Plain(Count):
+        note_text = None  # type: ignore[assignment]
+
+    source = ["one tw", "o three ", hs.StreamChunk("four ", tokens=1), "five"]
+    outputs = []
+    stages = []
+    for stage_type in (Count, Plain):
+        stage = stage_type()
+        stages.append(stage)
+        output, get_result = hs.EnhancedStreamer().stream_enhanced(iter(source), stages=[stage])
+        chunks = [(c.content, c.index, c.tokens) for c in output]
+        seen = [s if isinstance(s, str) else (s.content, s.tokens) for s in stage.seen]
+        outputs.append((chunks, seen))
+        assert get_result().full_content == "one two three four five"
+    assert outputs[0] == outputs[1]
+    assert outputs[0][0][0] == ("one ", 0, None)
+    assert outputs[0][1][:3] == ["one ", "two ", "three "]
+    assert stages[0].noted == 3 and stages[1].noted == 0  # text went through note_text
+
+
+def test_a_chunk_stream_still_takes_attributes_of_the_callers() -> None:
+    output, _ = hs.EnhancedStreamer().stream_buffered(["a b"])
+    output.tag = "mine"  # type: ignore[attr-defined]
+    assert output.tag == "mine"  # type: ignore[attr-defined]
+    assert [c.content for c in output] == ["a ", "b"]

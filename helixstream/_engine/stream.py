@@ -802,7 +802,7 @@ class ChunkStream:
     # another thread first swaps it for a ``next()`` that waits for the wind-up under
     # the stream's lock, then closes the generator unless the reader is inside it
     # (see ``_Core.wind_up``).
-    __slots__ = ("__next__", "_core", "_finalizer", "__weakref__")
+    __slots__ = ("__next__", "_core", "_finalizer", "__weakref__", "__dict__")
 
     if TYPE_CHECKING:
 
