@@ -2,7 +2,8 @@
 
 1. Chunks per second through ``EnhancedStreamer.stream_buffered`` (word buffer), against
    the in-process limit: the same buffer driven by a plain loop in one thread, wrapping
-   each unit in a StreamChunk as the stream does. Printed as a ratio from one run.
+   each unit in a StreamChunk as the stream does. Printed as a ratio of best times from
+   one run (each function warmed up, the timed runs interleaved).
    Targets (issue 10): inline >= 0.85, prefetch >= 0.75.
 2. Added latency: a source emits one chunk per millisecond; for each chunk, the time
    from the source yielding it to the reader receiving the unit it completed.
@@ -37,15 +38,20 @@ def make_pieces(n: int) -> list:
 
 
 def plain_loop(pieces: list) -> int:
+    """The buffer and the chunks, nothing else: each chunk is made and dropped, as the
+    stream's reader below drops it (keeping them all in a list would add the garbage
+    collector's passes over a growing heap to the baseline alone)."""
     buf = hs.new_buffer("word")
-    out = []
+    n = 0
     for p in pieces:
         for unit in buf.add(p):
-            out.append(StreamChunk(unit, len(out)))
+            StreamChunk(unit, n)
+            n += 1
     rest = buf.flush()
     if rest:
-        out.append(StreamChunk(rest, len(out)))
-    return len(out)
+        StreamChunk(rest, n)
+        n += 1
+    return n
 
 
 def through_stream(pieces: list, prefetch: bool = False) -> int:
@@ -57,12 +63,20 @@ def through_stream(pieces: list, prefetch: bool = False) -> int:
     return n
 
 
-def best_of(fn, pieces, repeat=5) -> float:
-    best = float("inf")
+def best_of(fns, pieces, repeat=7) -> list:
+    """Best wall time of each of ``fns`` over ``pieces``, the runs interleaved (a load
+    that comes and goes on a shared machine then hits every function alike). Each is
+    warmed up first: CPython 3.11 specializes a function's bytecode only once it has
+    been entered 8 times, and a timed loop entered fewer times would run unspecialized."""
+    for fn in fns:
+        for _ in range(10):
+            fn(pieces[:200])
+    best = [float("inf")] * len(fns)
     for _ in range(repeat):
-        t = time.perf_counter()
-        fn(pieces)
-        best = min(best, time.perf_counter() - t)
+        for k, fn in enumerate(fns):
+            t = time.perf_counter()
+            fn(pieces)
+            best[k] = min(best[k], time.perf_counter() - t)
     return best
 
 
@@ -70,8 +84,12 @@ def through_worker(pieces: list) -> int:
     return through_stream(pieces, prefetch=True)
 
 
-def enhanced_cpu(pieces: list, repeat: int = 3) -> float:
+def enhanced_cpu(pieces: list, repeat: int = 5) -> float:
     """Best CPU time of stream_enhanced over the pieces, with a progress callback."""
+    for _ in range(10):  # warmed up, as in best_of
+        output, _ = hs.EnhancedStreamer().stream_enhanced(pieces[:200], lambda p: None)
+        for _chunk in output:
+            pass
     best = float("inf")
     for _ in range(repeat):
         t = time.process_time()
@@ -113,9 +131,7 @@ def main(argv=None) -> int:
     pieces = make_pieces(args.chunks)
     assert plain_loop(pieces) == through_stream(pieces)
     assert plain_loop(pieces) == through_worker(pieces)
-    base = best_of(plain_loop, pieces)
-    ours = best_of(through_stream, pieces)
-    worker = best_of(through_worker, pieces)
+    base, ours, worker = best_of([plain_loop, through_stream, through_worker], pieces)
     print(f"input chunks: {len(pieces)}")
     print(f"plain loop (one thread):                  {len(pieces) / base:12,.0f} chunks/s")
     print(f"stream_buffered, default (reader thread): {len(pieces) / ours:12,.0f} chunks/s")

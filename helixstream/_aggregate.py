@@ -112,6 +112,22 @@ class AggregateStage:
                 contents.append(chunk.content)
         return [chunk]
 
+    def chunk_of(self, text: str) -> StreamChunk:
+        """For the engine: what calling the stage with the ``str`` ``text`` releases,
+        the one chunk itself rather than a list of it."""
+        contents = self._contents
+        if self._first is None:
+            self._first = self._clock()
+        chunk = StreamChunk(text, len(contents))
+        contents.append(text)
+        return chunk
+
+    def text_sink(self) -> Optional[List[str]]:
+        """For the engine's hot loop: once the first chunk is recorded, the list of
+        texts itself (None before). Appending ``text`` to it and making
+        ``StreamChunk(text, its length before)`` is then what :meth:`chunk_of` does."""
+        return None if self._first is None else self._contents
+
     def _note_usage(self, usage: Any) -> None:
         total = usage.get("completion_tokens") if isinstance(usage, dict) else usage
         if isinstance(total, int) and not isinstance(total, bool) and total >= 0:

@@ -284,6 +284,41 @@ class WordBuffer(_RegexBuffer):
     _space = re.compile(f"[{_WS}]")
     _cjk = re.compile(f"[{_CJK}]")
 
+    def add(self, text: str) -> List[str]:
+        # The hot path, in one frame: ASCII text whose only whitespace is at most one
+        # space (most pieces of a token stream), after context that does not end with
+        # a "\r" (the one character whose cut waits for the next). The rule is the
+        # same as in ``_scan``: a word ends after the whitespace character that follows
+        # it. Everything else goes the general way.
+        ctx = self._ctx
+        if (
+            text.__class__ is str
+            and text.isascii()
+            and text.isprintable()  # ASCII: no whitespace but the space
+            and ctx.isascii()
+            and not ctx.endswith("\r")
+        ):
+            if not text:
+                return []
+            p = text.find(" ")
+            if p < 0 or text.find(" ", p + 1) < 0:
+                self._ctx = text[-2:] if len(text) > 1 else ctx[-1:] + text
+                if p < 0 or not (text[p - 1] if p else ctx[-1:]).strip():
+                    # no space, or one that follows whitespace (or nothing): no cut
+                    self._cut_at_end = False
+                    self._parts.append(text)
+                    self._held += len(text)
+                    return []
+                cut = p + 1
+                self._cut_at_end = cut == len(text)
+                parts = self._parts
+                unit = "".join(parts) + text[:cut] if parts else text[:cut]
+                rest = text[cut:]
+                self._parts = [rest] if rest else []
+                self._held = len(rest)
+                return [unit]
+        return super().add(text)
+
     def _scan(self, text: str) -> List[int]:
         ctx = self._ctx
         n = len(ctx)

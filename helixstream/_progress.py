@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, Optional, Tuple
 
 import attrs
 
@@ -145,6 +145,19 @@ class ProgressTracker:
                     record(chunk.content, chunk.tokens)
                     if chunk.metadata:
                         self._note_usage(chunk.metadata.get("usage"))
+
+    def _update_texts(self, texts: List[str]) -> None:
+        """Record several chunks that are all ``str`` (without reported counts): what
+        :meth:`_record` does for each, done for the list at once."""
+        with self._lock:
+            self._chunks += len(texts)
+            self._chars += sum(map(len, texts))
+            nonempty = list(filter(None, texts))
+            if nonempty:
+                self._uncounted.extend(nonempty)
+                if self._first_at is None:
+                    self._first_at = self._clock()
+                    self._first = nonempty[0]
 
     def _note_usage(self, usage: Any) -> None:
         # the same rule as the aggregate's: the service's own count wins
@@ -361,27 +374,50 @@ class ProgressStage:
         self._notify = ThrottledCallback(callback, interval, clock)
         self._clock = clock
         self._interval = self._notify.interval
-        self._next = float("-inf")  # when the callback may run again
+        self.due = float("-inf")  # when the callback may run again
         self._pending: List[Any] = []  # chunks not yet given to the tracker
+        self._only_text = True  # ... and all of them are str
         self._final_sent = False
 
     def __call__(self, item: Any) -> List[Any]:
-        # The hot path: note the chunk; hand the tracker everything at once when a
-        # report is due (the first chunk's report goes out at once).
+        # Note the chunk; hand the tracker everything at once when a report is due (the
+        # first chunk's report goes out at once).
+        if item.__class__ is not str:
+            self._only_text = False
         self._pending.append(item)
-        if self._clock() >= self._next:
-            self._report()
+        if self._clock() >= self.due:
+            self.on_due()
         return [item]
 
-    def _catch_up(self) -> None:
-        pending, self._pending = self._pending, []
-        if pending:
-            self.tracker._update_chunks(pending)  # noqa: SLF001 - same module
+    def note_text(self, text: str) -> None:
+        """For the engine: calling the stage with the ``str`` ``text`` releases it
+        unchanged, so the engine passes it on itself."""
+        self._pending.append(text)
+        if self._clock() >= self.due:
+            self.on_due()
 
-    def _report(self) -> None:
+    def text_watch(self) -> Tuple[Callable[[str], None], Callable[[], float]]:
+        """For the engine's hot path, the same as :meth:`note_text` in its own frame:
+        ``(append, clock)``; the engine appends the text, then calls :meth:`on_due`
+        once ``clock() >= self.due``."""
+        return self._pending.append, self._clock
+
+    def _catch_up(self) -> None:
+        pending = self._pending
+        if pending:
+            batch = pending[:]
+            pending.clear()  # the same list: the engine may hold its append
+            if self._only_text:
+                self.tracker._update_texts(batch)  # noqa: SLF001 - same module
+            else:
+                self._only_text = True
+                self.tracker._update_chunks(batch)  # noqa: SLF001 - same module
+
+    def on_due(self) -> None:
+        """A report is due: hand the tracker what came since the last one, and report."""
         self._catch_up()
         progress = self.tracker.get_progress()
-        self._next = self._clock() + self._interval
+        self.due = self._clock() + self._interval
         self._notify(progress)
 
     def start(self) -> None:

@@ -55,6 +55,9 @@ class Stage(Protocol):
     - ``flush_on_failure = False``: when a stage before it fails, this stage is not
       flushed (it gets ``abort(error)`` only).
     - ``name``: shown in thread names and error messages.
+    - ``note_text(text)``: a fast path for a stage that passes a ``str`` on unchanged:
+      the engine calls it instead of ``stage(text)`` and passes the text on itself. It
+      must do what the call would do.
 
     Every method runs in the thread that reads the stream's output, one call at a
     time, so a stage needs no lock. A stage that raises fails the stream: the reader
@@ -212,6 +215,14 @@ class BufferStage:
         if not units:
             return units
         return self._release(units)
+
+    def text_path(self) -> Optional[Tuple[Callable[[str], List[Any]], int]]:
+        """For the engine: ``(buffer.add, longest text)`` while calling the stage with a
+        ``str`` up to that length is just that (no timer, no reported counts, no
+        waiting extras, not a token buffer); None otherwise."""
+        if self._plain and not self._extras:
+            return self._add, _SLICE
+        return None
 
     def _lazily(self, text: str) -> Iterator[Any]:
         """A huge item is fed to the buffer a slice at a time, its units released as

@@ -734,3 +734,28 @@ def test_new_buffer_passes_options_to_the_buffer() -> None:
 def test_new_buffer_with_token_threshold_ignores_the_threshold_for_other_types() -> None:
     buf = hs.new_buffer_with_token_threshold("word", 0)
     assert isinstance(buf, hs.WordBuffer)
+
+
+def test_the_word_buffers_fast_path_cuts_as_the_full_rules_do() -> None:
+    # WordBuffer.add takes ASCII pieces with at most one space in one frame; the
+    # general path (Buffer.add and _scan) is the reference. Pieces mix both paths.
+    from helixstream._buffers import Buffer, WordBuffer
+
+    rng = random.Random(10)
+    alphabet = ["a", "b", "c", " ", " ", "  ", ".", ",", "\r", "\n", "\r\n", "\t", "\x1f",
+                "\u00a0", "\u2003", "é", "中", "文", "」", "「", "x y z", "'"]
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 30)))
+        cuts = sorted(rng.sample(range(1, len(text)), min(len(text) - 1, rng.randrange(0, 8))))
+        pieces = [text[i:j] for i, j in zip([0, *cuts], [*cuts, len(text)])]
+        pieces.insert(rng.randrange(len(pieces) + 1), "")
+        fast, full = WordBuffer(), WordBuffer()
+        got: List[str] = []
+        want: List[str] = []
+        for piece in pieces:
+            got += fast.add(piece)
+            want += Buffer.add(full, piece)
+            assert fast.pending == full.pending, (pieces, piece)
+        got.append(fast.flush())
+        want.append(full.flush())
+        assert got == want, pieces

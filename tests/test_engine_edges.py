@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import gc
+import random
+import sys
 import threading
 import weakref
 from typing import Any, List
@@ -181,3 +183,208 @@ def test_empty_pieces_and_bytes_cut_mid_character_do_not_become_chunks() -> None
     output, get_result = hs.EnhancedStreamer().stream_with_progress(iter(source), lambda p: None)
     assert [(c.index, c.content) for c in output] == [(0, "caf"), (1, "é"), (2, " ok")]
     assert get_result().chunk_count == 3
+
+
+class _CountingSource:
+    """Yields ``w1 w2 ...`` up to ``n``; records close(); ``reached`` is set at item ``at``."""
+
+    def __init__(self, n: int, at: int = 0) -> None:
+        self.n = n
+        self.at = at
+        self.i = 0
+        self.closed = False
+        self.reached = threading.Event()
+
+    def __iter__(self) -> "_CountingSource":
+        return self
+
+    def __next__(self) -> str:
+        self.i += 1
+        if self.i == self.at:
+            self.reached.set()
+        if self.i > self.n:
+            raise StopIteration
+        return f"w{self.i} "
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_next_while_another_thread_winds_the_stream_up_waits_for_the_wind_up() -> None:
+    # next() takes no lock: it enters the pipeline generator directly. A close() from
+    # another thread runs the generator's wind-up in that thread; a next() arriving
+    # meanwhile must wait for it and then end, not fail with "generator already
+    # executing".
+    closing = threading.Event()
+    release = threading.Event()
+
+    class Source(_CountingSource):
+        def close(self) -> None:
+            closing.set()
+            release.wait(5)
+            super().close()
+
+    source = Source(10**6)
+    output, get_result = hs.EnhancedStreamer(hs.StreamConfig(close_timeout=10)).stream_buffered(
+        source
+    )
+    assert next(output).content == "w1 "
+    closer = threading.Thread(target=output.close)
+    closer.start()
+    assert closing.wait(5)  # the closer is inside the wind-up, in its own thread
+    got: List[Any] = []
+    reader = threading.Thread(target=read_all, args=(output, got))
+    reader.start()
+    reader.join(0.2)
+    assert reader.is_alive(), f"next() did not wait for the wind-up: {got}"
+    release.set()
+    closer.join(5)
+    reader.join(5)
+    assert not closer.is_alive() and not reader.is_alive()
+    assert got == ["<end>"]
+    assert source.closed and output.closed
+    assert output.cancelled and get_result().cancelled
+
+
+@pytest.mark.parametrize("prefetch", [False, True])
+def test_close_from_another_thread_at_any_moment_never_breaks_the_reader(prefetch: bool) -> None:
+    rng = random.Random(20261130)
+    config = hs.StreamConfig(prefetch=prefetch, queue_size=rng.choice([1, 4, 256]))
+    for trial in range(150):
+        source = _CountingSource(400, at=rng.randrange(1, 400))
+        output, get_result = hs.EnhancedStreamer(config).stream_buffered(source)
+        got: List[Any] = []
+        close_errors: List[BaseException] = []
+        spin = rng.randrange(0, 300)
+
+        def close_soon(
+            source: _CountingSource = source,
+            output: Any = output,
+            spin: int = spin,
+            close_errors: List[BaseException] = close_errors,
+        ) -> None:
+            source.reached.wait(5)
+            for _ in range(spin):
+                pass  # land the close() anywhere in the reader's work
+            try:
+                output.close()
+            except BaseException as exc:  # noqa: BLE001 - checked below
+                close_errors.append(exc)
+
+        closer = threading.Thread(target=close_soon)
+        closer.start()
+        read_all(output, got)
+        closer.join(5)
+        assert not closer.is_alive() and not close_errors, (trial, close_errors)
+        assert got[-1] == "<end>", (trial, got[-3:])
+        assert all(isinstance(g, str) for g in got), (trial, got[-3:])
+        assert wait_for(lambda source=source: source.closed), trial  # type: ignore[misc]
+        assert output.closed and output.state in ("cancelled", "finished"), trial
+        result = get_result()
+        assert result.chunk_count == len(got) - 1, trial
+        assert result.cancelled == (output.state == "cancelled"), trial
+
+
+@pytest.mark.parametrize("queue_size", [1, 2, 256])
+def test_the_pumps_lock_free_hand_off_loses_no_item_and_no_wake_up(queue_size: int) -> None:
+    # The pump appends to the pipe without its lock and takes the lock only to wake a
+    # reader that waits (or to wait on a full pipe). Here the source sends its next
+    # item only once the reader has the one before, so every item is handed to a
+    # reader that is about to wait or waiting, and a GIL switch every microsecond moves
+    # the append anywhere in the reader's get. An append landing between the reader's
+    # look at the items and its wait, unseen by both, would leave the item queued and
+    # the reader asleep (the source's wait then times out); an append racing a get
+    # would lose the item.
+    received = threading.Condition()
+    count = [0]
+    stalls: List[int] = []
+
+    def source() -> Any:
+        for i in range(1500):
+            yield f"{i} "
+            with received:
+                if not received.wait_for(lambda i=i: count[0] > i, timeout=5):  # type: ignore[misc]
+                    stalls.append(i)
+                    return
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        config = hs.StreamConfig(prefetch=True, queue_size=queue_size)
+        output, _ = hs.EnhancedStreamer(config).stream_buffered(source(), "character")
+        text = []
+        for chunk in output:
+            text.append(chunk.content)
+            if chunk.content == " ":
+                with received:
+                    count[0] += 1
+                    received.notify()
+    finally:
+        sys.setswitchinterval(old)
+    assert not stalls, f"item {stalls[0]} stayed queued while the reader waited"
+    assert "".join(text) == "".join(f"{i} " for i in range(1500))
+
+
+@pytest.mark.parametrize("queue_size", [3, 100_000])
+def test_appends_racing_the_readers_gets_lose_nothing(queue_size: int) -> None:
+    # A free-running source: the pump appends while the reader takes a batch, with a
+    # GIL switch every microsecond. A get that copied the queue and then cleared it
+    # would drop what was appended in between.
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(5):
+            config = hs.StreamConfig(prefetch=True, queue_size=queue_size)
+            output, _ = hs.EnhancedStreamer(config).stream_buffered(
+                (f"{i} " for i in range(20000)), "character"
+            )
+            text = "".join(chunk.content for chunk in output)
+            assert text == "".join(f"{i} " for i in range(20000))
+    finally:
+        sys.setswitchinterval(old)
+
+
+def test_a_stage_with_note_text_gets_text_through_it_and_the_same_output() -> None:
+    class Count:
+        name = "count"
+
+        def __init__(self) -> None:
+            self.seen: List[Any] = []
+            self.noted = 0
+
+        def __call__(self, item: Any) -> List[Any]:
+            self.seen.append(item)
+            return [item]
+
+        def note_text(self, text: str) -> None:
+            self.noted += 1
+            self.seen.append(text)
+
+        def flush(self) -> List[Any]:
+            return []
+
+    class Plain(Count):
+        note_text = None  # type: ignore[assignment]
+
+    source = ["one tw", "o three ", hs.StreamChunk("four ", tokens=1), "five"]
+    outputs = []
+    stages = []
+    for stage_type in (Count, Plain):
+        stage = stage_type()
+        stages.append(stage)
+        output, get_result = hs.EnhancedStreamer().stream_enhanced(iter(source), stages=[stage])
+        chunks = [(c.content, c.index, c.tokens) for c in output]
+        seen = [s if isinstance(s, str) else (s.content, s.tokens) for s in stage.seen]
+        outputs.append((chunks, seen))
+        assert get_result().full_content == "one two three four five"
+    assert outputs[0] == outputs[1]
+    assert outputs[0][0][0] == ("one ", 0, None)
+    assert outputs[0][1][:3] == ["one ", "two ", "three "]
+    assert stages[0].noted == 3 and stages[1].noted == 0  # text went through note_text
+
+
+def test_a_chunk_stream_still_takes_attributes_of_the_callers() -> None:
+    output, _ = hs.EnhancedStreamer().stream_buffered(["a b"])
+    output.tag = "mine"  # type: ignore[attr-defined]
+    assert output.tag == "mine"  # type: ignore[attr-defined]
+    assert [c.content for c in output] == ["a ", "b"]

@@ -189,7 +189,9 @@ def test_close_on_closes_the_registry_when_the_event_is_set_any_way(how: str) ->
     rest = browser_events(b"".join(body))  # ends: the registry closed
     body.close()
     assert json.loads(rest[-1].data)["code"] == "shutdown"
-    assert model.closed.is_set()
+    # closed by the registry's shutdown thread, which may still be at it when the
+    # reader has taken its last event
+    assert wait_for(model.closed.is_set)
     with pytest.raises(RuntimeError, match="closed"):
         sse_stream(["x"], replay=replay)
     assert wait_for(lambda: threading.active_count() <= baseline)

@@ -134,3 +134,21 @@ def test_a_simulated_model_read_with_and_without_timeouts_gives_the_same_tokens(
             if chunk is not None:
                 got.append(chunk.content)
     assert "".join(got) == "".join(plain) == text
+
+
+@pytest.mark.timeout(30)
+def test_next_within_zero_takes_what_the_pump_has_queued() -> None:
+    """A deadline already past still looks at the queue (a poll, not 'nothing yet')."""
+    stream, _ = hs.EnhancedStreamer().stream_buffered(iter(["a ", "b ", "c "]))
+    with stream:
+        assert stream.next_within(5) is not None  # starts the pump; the rest gets queued
+        assert wait_for(lambda: len(stream._core.pipe or ()) > 0 or stream._core.source_done)
+        got = []
+        for _ in range(100):
+            try:
+                chunk = stream.next_within(0)
+            except StopIteration:
+                break
+            if chunk is not None:
+                got.append(chunk.content)
+        assert "".join(got) == "b c "

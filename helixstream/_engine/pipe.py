@@ -1,7 +1,8 @@
 """The one bounded queue between two threads (private).
 
 A :class:`Pipe` moves items in batches: ``put`` appends under the lock and wakes the
-reader only when it is waiting; ``get_all`` takes everything queued at once. It is
+reader only when it is waiting (a stream's pump appends without the lock, see
+:meth:`Pipe.wake`); ``get_all`` takes everything queued at once. It is
 bounded (a fast producer is held back by a slow reader), can be *ended* (the reader
 gets what was put, then the end marker) and *closed* (what is queued is dropped and
 every waiter wakes at once). After either, ``put`` raises :class:`PipeClosed`.
@@ -95,6 +96,24 @@ class Pipe:
             if self._putters:
                 self._not_full.notify_all()
 
+    def wake(self) -> None:
+        """The producer appended to ``_items`` without the lock and then saw
+        ``_getter_waits`` set: wake the reader.
+
+        The producer's fast path (a stream's pump) is: when the pipe is full, a plain
+        :meth:`put` (it waits); otherwise ``_items.append(item)``, then this call only
+        if ``_getter_waits`` is set. That is safe because the GIL orders the steps: the
+        producer appends and *then* reads ``_getter_waits``; the reader, under the lock,
+        sets ``_getter_waits`` and *then* looks for items before it waits. Either the
+        reader sees the item, or the producer sees the flag and wakes it (taking the
+        lock, which the reader holds until it waits). The reader takes items with
+        ``popleft``, so an append racing a get is never lost.
+        """
+        with self._lock:
+            if self._getter_waits:
+                self._getter_waits = False
+                self._not_empty.notify()
+
     def end(self, last: Any) -> bool:
         """Append ``last`` (past the bound) and accept no more. False if already over."""
         with self._lock:
@@ -115,18 +134,23 @@ class Pipe:
             if not items:
                 if self._closed or self._ended:
                     raise PipeClosed
+                # the flag first, then the look at the items (see ``wake``)
                 try:
                     if timeout is None:
-                        while not items and not (self._closed or self._ended):
+                        while True:
                             self._getter_waits = True
+                            if items or self._closed or self._ended:
+                                break
                             self._not_empty.wait()
                     else:
                         deadline = time.monotonic() + timeout
-                        while not items and not (self._closed or self._ended):
+                        while True:
+                            self._getter_waits = True
+                            if items or self._closed or self._ended:
+                                break
                             left = deadline - time.monotonic()
                             if left <= 0:
                                 raise queue.Empty
-                            self._getter_waits = True
                             self._not_empty.wait(left)
                 finally:
                     self._getter_waits = False
@@ -134,8 +158,9 @@ class Pipe:
                     raise PipeClosed
             if self._closed:
                 raise PipeClosed
-            batch = list(items)
-            items.clear()
+            # exactly the items there now: one appended meanwhile stays for next time
+            take = items.popleft
+            batch = [take() for _ in range(len(items))]
             if self._putters:
                 self._not_full.notify()
             return batch

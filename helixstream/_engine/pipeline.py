@@ -11,11 +11,13 @@ A stage is a callable object (see :class:`helixstream.Stage`)::
     stage.start()                          # optional: the reader asked for the first item
     stage.flush_on_failure = False         # optional: not flushed when the stream fails
 
-:meth:`Pipeline.feed` (then :meth:`Pipeline.finish`, at the end) is the pipeline: it
-reads decoded items, passes each through the stages depth first, and yields every item
-the last stage releases at once, one by one, so a unit released with nine others still reaches the reader at its own
-(paced) time. It alone holds the end, failure and timer logic; where the source is read
-(in the reader's thread, or by a pump thread) is the job of its caller.
+The stream's generator (``_Core._run`` in :mod:`.stream`) passes each decoded source
+item through the stages depth first and yields every item the last stage releases at
+once, one by one, so a unit released with nine others still reaches the reader at its
+own (paced) time; it does so in one frame, for speed. This class holds the rest of
+the logic: the flush at the end (:meth:`Pipeline.finish`), the failure handling
+(:meth:`Pipeline.fault`, :meth:`Pipeline.after_failure`, :meth:`Pipeline.abort`) and
+the timers (:meth:`Pipeline.time_left`; due ticks run through ``_down``).
 """
 from __future__ import annotations
 
@@ -154,13 +156,6 @@ class Pipeline:
                 start()
         self.started = True
         self._stopped = stopped
-
-    def feed(self, items: Iterator[Any]) -> Iterator[Any]:
-        """Every item of the source through the stages: yields what the last stage
-        releases, item by item. ``items`` yields decoded source items, ``TICK`` and
-        ``IDLE``, and raises :class:`Stopped` when the stream is stopped (what a stage
-        releases at once is checked item by item here)."""
-        return self._down(items, 0, None)
 
     def finish(self) -> Iterator[Any]:
         """The source ended: flush every stage in order, each through the later ones."""

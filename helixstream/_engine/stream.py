@@ -22,6 +22,7 @@ runs the pipeline: the reader's, or the janitor's for a stream nobody reads any 
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import itertools
 import logging
@@ -29,7 +30,7 @@ import queue
 import threading
 import time
 import weakref
-from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from .._chunk import Decoder, StreamChunk
 from .._errors import PipelineError
@@ -57,9 +58,10 @@ class _End:
 
 
 END = _End()
-
-
-_NOTHING: Any = object()  # no item held by a parked pump
+_STOPPED = object()  # the pump saw a stop
+_NOTHING = object()  # no raw item in hand
+_HANDLED = object()  # the hot loop is done with what it took
+_PARKED = object()  # the pump stopped at the lookahead, keeping the item it took
 
 
 class _Failure:
@@ -75,6 +77,18 @@ def _closeable(obj: Any) -> bool:
 
 class _Core:
     """The shared state of one stream (threads hold this, never the ChunkStream)."""
+
+    # Slots: the reader's and the pump's loops read and write these for every item,
+    # and slot access stays fast (a plain instance would outgrow CPython's shared-key
+    # dicts at this many attributes, and every access would become a dict lookup).
+    __slots__ = (
+        "id", "name", "source", "iterator", "user_stop", "stop", "queue_size",
+        "close_timeout", "result", "state", "stopping", "abandoned", "source_done",
+        "error", "close_error", "pipe", "pump", "threads", "deadline", "in_source",
+        "_lock", "_closed_objects", "_released", "pipeline", "stages", "gen", "gen_lock",
+        "done", "finalizer", "_unwatch", "lookahead", "parked", "held", "wait_ready",
+        "__weakref__",
+    )
 
     def __init__(
         self,
@@ -126,7 +140,10 @@ class _Core:
             if bind is not None:
                 bind(self.stop)
         self.gen: Iterator[Any] = self._run()
-        self.gen_lock = threading.Lock()  # held while a thread runs the pipeline
+        # taken by a wind-up from another thread, and by every next() after a close()
+        self.gen_lock = threading.Lock()
+        self.done = False  # over for the reader (ended, failed or closed)
+        self.finalizer: Optional["weakref.finalize[Any, Any]"] = None  # the ChunkStream's
         _stop.hold()
         try:
             self._unwatch = _stop.watch(stop, self._on_stop)
@@ -184,19 +201,54 @@ class _Core:
         self.halt()
         self.wind_up()
 
-    def wind_up(self) -> None:
+    def wind_up(self) -> bool:
         """Close the pipeline in this thread, unless a thread is inside ``next()``: that
-        thread winds it up itself, woken by ``halt``."""
+        thread winds it up itself, woken by ``halt``. False in that case.
+
+        A reader's ``next()`` enters the generator without a lock, so "inside" is the
+        generator's own state: ``close()`` of a running generator raises ValueError
+        before running any of its code. Under the GIL, a reader that has taken the
+        generator's ``__next__`` is inside it before any other thread runs; a reader
+        that had not by then calls the locked ``next()`` (``ChunkStream.close`` swaps
+        it in first) and waits here on ``gen_lock``.
+        """
         if not self.gen_lock.acquire(blocking=False):
-            return
+            return False  # another wind-up, or a reader's locked next(), is running
         try:
             gen = self.gen
             unstarted = inspect.getgeneratorstate(gen) == inspect.GEN_CREATED  # type: ignore[arg-type]
-            gen.close()  # type: ignore[attr-defined]
+            try:
+                gen.close()  # type: ignore[attr-defined]
+            except ValueError as exc:
+                if exc.__traceback__ is not None and exc.__traceback__.tb_next is None:
+                    return False  # raised by close() itself: the reader is inside
+                raise
             if unstarted:  # closing it ran none of its code: wind up here
                 self._finish_unstarted()
+            return True
         finally:
             self.gen_lock.release()
+
+    def over(self, join: bool) -> None:
+        """The stream is over for its reader: nothing is left for the finalizer to stop.
+
+        Detaching it matters: its registry holds the core, and a failed core holds the
+        exception, whose traceback holds the reader's frame and so the ChunkStream.
+        """
+        self.done = True
+        finalizer = self.finalizer
+        if finalizer is not None:
+            self.finalizer = None
+            finalizer.detach()
+        if join:
+            self.join_pump()
+
+    def join_pump(self) -> None:
+        # A pump blocked in a generator can't be interrupted; it closes the source
+        # once the generator gives it control back (a daemon thread meanwhile).
+        pump = self.pump
+        if pump is not None and pump is not threading.current_thread():
+            pump.join(self.close_timeout)
 
     def _finish_unstarted(self) -> None:
         with self._lock:
@@ -328,8 +380,9 @@ class _Core:
         return t
 
     def _put_or_park(self, pipe: Pipe, raw: Any) -> bool:
-        """Put ``raw`` in the pipe; False when the pump parks instead: the pipe is at
-        the lookahead and nobody reads (the item is kept for the next pump)."""
+        """Put ``raw`` in the pipe, waiting while it is full; False when the pump parks
+        instead: the pipe is at the lookahead and nobody reads (the item is kept for
+        the next pump)."""
         while True:
             try:
                 pipe.put(raw)
@@ -348,34 +401,25 @@ class _Core:
     def _pump(self) -> None:
         pipe = self.pipe
         assert pipe is not None
-        nxt = self.iterator.__next__
         user = self.user_stop
         parked = False
         try:
             held, self.held = self.held, _NOTHING
-            if held is not _NOTHING:
+            if held is not _NOTHING:  # a pump parked with it: it goes first
                 if not self._put_or_park(pipe, held):
                     parked = True
                     return
                 if held.__class__ is StreamChunk and (held.done or held.error is not None):
                     raise StopIteration
-            while not self.stopping:
-                if user is not None and user.is_set():
-                    self.halt()
+            while True:
+                over = self._pump_some(pipe, 64)
+                if over is _STOPPED:
                     return
-                self.in_source = True
-                try:
-                    raw = nxt()
-                finally:
-                    self.in_source = False
-                if not self._put_or_park(pipe, raw):
+                if over is _PARKED:
                     parked = True
                     return
-                if raw.__class__ is StreamChunk and (raw.done or raw.error is not None):
-                    break  # the source said it is over: read no further
-            else:
-                return
-            raise StopIteration
+                if over is not None:
+                    raise StopIteration  # the source said it is over: read no further
         except StopIteration:
             if user is not None and user.is_set():
                 self.halt()  # stopped before the end was seen: the stop wins
@@ -387,129 +431,363 @@ class _Core:
         except BaseException as exc:  # noqa: BLE001 - handed to the reader
             pipe.end(_Failure(exc))
         finally:
-            if not parked:
+            if not parked:  # a parked pump leaves the source open, for the next one
                 self._close_source()  # the pump is the thread that iterates the source
 
-    def _items(self) -> Iterator[Any]:
-        """Decoded source items (with TICK and IDLE markers when pumped).
+    def _pump_some(self, pipe: Pipe, count: int) -> Any:
+        """Read up to ``count`` items of the source into the pipe; None, or _STOPPED,
+        or the chunk by which the source said it is over.
 
-        A raw item comes from the source itself (inline) or from the pump's latest
-        batch; the first ``next_within`` may switch from one to the other between two
-        items (the pump then reads the same iterator)."""
-        decode = Decoder()
-        stopped = self.stopped
+        The pump's loop is cut into calls of this: CPython 3.11 specializes a
+        function's bytecode only after it has been entered a few times, so a loop
+        that never returned would run unspecialized (about twice the instructions).
+
+        The pipe's fast path (Pipe.wake): append without its lock, and take the lock
+        only to wake a waiting reader, or to wait (a plain put) while the pipe is full.
+        ``room`` is what may be appended before the pipe is full, counted down here and
+        looked up again when it runs out (the reader only ever makes more), or at every
+        item while a lookahead is set (``set_lookahead``: the limit may be lowered). A stop
+        sets ``stopping`` before it closes the pipe: the test at the top sees it.
+        """
+        source = self.iterator
         user = self.user_stop
-        nxt = self.iterator.__next__
-        wait_ready = self.wait_ready
-        batch: List[Any] = []
-        taken = 0
-        try:
-            while True:
-                if self.stopping or user is not None and stopped():
-                    raise Stopped
-                if self.pipe is None:  # inline: the reader reads the source
-                    deadline = self.deadline
-                    if deadline is not None and wait_ready is not None:
-                        # next_within(): wait for the source until the deadline, in
-                        # this thread (a close from another thread closes the source,
-                        # which ends the wait)
-                        self.in_source = True
-                        try:
-                            ready = wait_ready(max(0.0, deadline - time.monotonic()))
-                        finally:
-                            self.in_source = False
-                        if self.stopping or user is not None and stopped():
-                            raise Stopped
-                        if not ready:
-                            yield IDLE
-                            continue
-                    self.in_source = True
-                    try:
-                        raw = nxt()
-                    except StopIteration:
-                        if stopped():
-                            raise Stopped from None  # stopped while it ended
-                        break
-                    except GeneratorExit as exc:
-                        raise unexpected(exc, "the source") from exc
-                    finally:
-                        self.in_source = False
-                    if self.stopping or user is not None and stopped():
-                        raise Stopped  # it arrived after the stop: not delivered
-                else:  # pumped: the next raw item of the pump's batch
-                    if taken == len(batch):
-                        got = self._next_batch(self.pipe)
-                        if got.__class__ is not list:
-                            yield got  # TICK or IDLE
-                            continue
-                        batch, taken = got, 0
-                    raw = batch[taken]
-                    taken += 1
-                    if raw is END:
-                        break
-                    if raw.__class__ is _Failure:
-                        failure = raw.exc
-                        if isinstance(failure, GeneratorExit):
-                            raise unexpected(failure, "the source") from failure
-                        raise failure
-                if raw.__class__ is str and decode._decoder is None:
-                    decode.index += 1
-                    if raw:
-                        yield raw
-                    continue
-                item = decode(raw)
-                if item.__class__ is StreamChunk:
-                    if item.error is not None:
-                        raise item.error
-                    if item.done:
-                        if item.content or item.metadata or item.tokens:
-                            yield item
-                        break
-                    yield item
-                elif item:
-                    yield item
-                if decode.error is not None:
-                    raise decode.error
-            self.source_done = True
-            rest = decode.finish()
-            if rest:
-                yield rest
-        except (GeneratorExit, Stopped):
-            raise
-        except BaseException:
-            self.pipeline.at = -1
-            raise
-
-    def _next_batch(self, pipe: Pipe) -> Any:
-        """A batch from the pump, or TICK (a timer is due) or IDLE (the reader's
-        deadline passed)."""
-        while True:
-            left = self.pipeline.time_left() if self.pipeline.timed else None
-            if left is not None and left <= 0:
-                return TICK
-            deadline = self.deadline
-            if deadline is not None:
-                wait = deadline - time.monotonic()
-                if wait <= 0:
-                    return IDLE
-                if left is None or wait < left:
-                    left = wait
+        items = pipe._items  # noqa: SLF001 - the pipe's producer side
+        append = items.append
+        room = pipe.limit - len(items)
+        while count:
+            count -= 1
+            if self.stopping:
+                return _STOPPED
+            if user is not None and user.is_set():
+                self.halt()
+                return _STOPPED
+            self.in_source = True
             try:
-                return pipe.get_all(left)
-            except queue.Empty:
-                continue
-            except PipeClosed:
-                if self.stopping:
-                    raise Stopped from None
-                raise
+                raw = next(source)
+            finally:
+                self.in_source = False
+            if room <= 0 or pipe.park:  # (the limit may have been lowered: lookahead)
+                room = pipe.limit - len(items)
+            if room > 0:
+                append(raw)
+                room -= 1
+                if pipe._getter_waits:  # noqa: SLF001
+                    pipe.wake()
+            elif not self._put_or_park(pipe, raw):  # waits while full; PipeClosed once closed
+                return _PARKED
+            if raw.__class__ is StreamChunk and (raw.done or raw.error is not None):
+                return raw
+        return None
 
-    # --- the pipeline ------------------------------------------------------------------
     def _run(self) -> Iterator[Any]:
-        """The pipeline with its end: the one generator a stream's reader drives."""
+        """The pipeline with its end: the one generator a stream's reader drives.
+
+        It yields what the last stage releases, item by item (and IDLE: the reader's
+        deadline passed), then flushes the stages; the failure and stop handling is
+        at the bottom. One frame does it all, so an item costs no generator hand-offs:
+        the source is read here (inline, or from the pump's latest batch; the first
+        ``next_within`` may switch from one to the other between two items), and what a
+        stage releases at once waits on a stack of (iterator, next stage) and goes on
+        depth first, checked for a stop item by item. Shortcuts, each equivalent to
+        calling the stage: a first stage may offer a text path for ``str`` items (the
+        buffer's ``add``: ``text_path()``), a middle stage may take a ``str`` it passes
+        on unchanged (``note_text``, or the progress stage's ``text_watch``), and a last
+        stage may turn a ``str`` into its chunk (the aggregate's ``chunk_of``).
+        """
         pipeline = self.pipeline
         try:
             pipeline.begin(self.stopped)
-            yield from pipeline.feed(self._items())
+            stages = pipeline.stages
+            n = len(stages)
+            ticks = pipeline._ticks if pipeline.timed else None  # noqa: SLF001
+            fault = pipeline.fault
+            stopped = self.stopped
+            user = self.user_stop
+            source = self.iterator
+            wait_ready = self.wait_ready  # None unless the source can wait (next_within)
+            decode = Decoder()
+            decoding = False  # bytes came: every item goes to the decoder from now on
+            index = 0  # the decoder's item count, kept here while it is not in use
+            batch: List[Any] = []
+            taken = 0
+            stack: List[Any] = []  # [iterator, stage index] of items released at once
+            refresh = n > 0 and callable(getattr(stages[0], "text_path", None))
+            head, limit = _text_path(stages[0]) if refresh else (None, 0)
+            tail = getattr(stages[-1], "chunk_of", None) if n else None
+            tail_at = n - 1 if tail is not None else -1
+            notes = [getattr(stage, "note_text", None) for stage in stages]
+            if not any(notes):
+                notes = []
+            # the two usual shapes, done in a few lines: buffer ▸ aggregate, and
+            # buffer ▸ a watcher (progress: text_watch(), due, on_due()) ▸ aggregate
+            pair = head is not None and tail is not None and n == 2
+            watched: Any = None
+            if head is not None and tail is not None and n == 3:
+                watch = getattr(stages[1], "text_watch", None)
+                if watch is not None:
+                    watched = stages[1]
+                    watch_append, watch_clock = watch()
+            # the hot loop's shapes: text into the buffer, then the aggregate's chunk,
+            # with at most a watcher between them, and no timers
+            fast = ticks is None and (pair or watched is not None)
+            sink_of = getattr(stages[-1], "text_sink", None) if fast else None
+            sink: Optional[List[str]] = None
+            at_end = False  # the source is over: its last item has been taken
+            finished = False  # ... and what the decoder held has gone through too
+            item: Any = None
+            while True:
+                if stack:
+                    top = stack[-1]
+                    try:
+                        item = next(top[0])
+                    except StopIteration:
+                        stack.pop()
+                        continue
+                    except BaseException as exc:  # a stage's lazily released items
+                        raise fault(top[1] - 1, exc)  # noqa: B904 - the same, or a PipelineError
+                    if self.stopping or user is not None and stopped():
+                        raise Stopped
+                    i = top[1]
+                else:
+                    # the previous source item is all through: timers, then the next item
+                    if ticks is not None:
+                        yield from ticks(stopped)
+                    if decoding and decode.error is not None:
+                        raise decode.error
+                    if at_end:
+                        if finished:
+                            break
+                        finished = True
+                        self.source_done = True
+                        item = decode.finish()
+                        if not item:
+                            break
+                        i = 0
+                    else:
+                        raw = _NOTHING
+                        if fast and not decoding:
+                            # The hot loop: text pieces, buffer ▸ (watcher ▸) aggregate.
+                            # It leaves with ``raw`` for the general way below, with
+                            # _NOTHING to have it read (the batch ran out), or with
+                            # _HANDLED when it is done with what it took.
+                            inline = self.pipe is None
+                            while True:
+                                if self.stopping or user is not None and stopped():
+                                    raise Stopped
+                                if inline:
+                                    if wait_ready is not None and self.deadline is not None:
+                                        raw = _NOTHING  # next_within: the general way waits
+                                        break
+                                    self.in_source = True
+                                    try:
+                                        raw = next(source)
+                                    except StopIteration:
+                                        if stopped():
+                                            raise Stopped from None  # stopped while it ended
+                                        at_end = True
+                                        raw = _HANDLED
+                                        break
+                                    except GeneratorExit as exc:
+                                        raise unexpected(exc, "the source") from exc
+                                    finally:
+                                        self.in_source = False
+                                    if self.stopping or user is not None and stopped():
+                                        raise Stopped  # it arrived after the stop
+                                else:
+                                    if taken == len(batch):
+                                        raw = _NOTHING  # the general way waits for more
+                                        break
+                                    raw = batch[taken]
+                                    taken += 1
+                                if raw.__class__ is not str or len(raw) > limit:
+                                    break
+                                index += 1
+                                if not raw:
+                                    continue
+                                try:
+                                    out = head(raw)  # type: ignore[misc]
+                                except BaseException as exc:
+                                    raise fault(0, exc)  # noqa: B904 - the same, or a PipelineError
+                                if not out:
+                                    continue
+                                if len(out) != 1:
+                                    stack.append((iter(out), 1))
+                                    raw = _HANDLED
+                                    break
+                                item = out[0]
+                                if watched is not None:
+                                    try:
+                                        watch_append(item)
+                                        if watch_clock() >= watched.due:
+                                            watched.on_due()
+                                    except BaseException as exc:
+                                        raise fault(1, exc)  # noqa: B904 - the same, or a PipelineError
+                                if sink is not None:  # the aggregate's chunk_of, in line
+                                    sink.append(item)
+                                    yield StreamChunk(item, len(sink) - 1)
+                                else:
+                                    try:
+                                        item = tail(item)  # type: ignore[misc]
+                                    except BaseException as exc:
+                                        raise fault(tail_at, exc)  # noqa: B904 - the same, or a PipelineError
+                                    if sink_of is not None:
+                                        sink = sink_of()
+                                    yield item
+                                if inline and self.pipe is not None:
+                                    raw = _HANDLED  # next_within started a pump
+                                    break
+                            if raw is _HANDLED:
+                                continue
+                        elif self.stopping or user is not None and stopped():
+                            raise Stopped
+                        if raw is not _NOTHING:
+                            pass  # taken by the hot loop
+                        elif self.pipe is None:  # inline: the reader reads the source
+                            deadline = self.deadline
+                            if deadline is not None and wait_ready is not None:
+                                # next_within(): wait for the source until the deadline,
+                                # in this thread (a close from another thread closes
+                                # the source, which ends the wait)
+                                self.in_source = True
+                                try:
+                                    ready = wait_ready(max(0.0, deadline - time.monotonic()))
+                                finally:
+                                    self.in_source = False
+                                if self.stopping or user is not None and stopped():
+                                    raise Stopped
+                                if not ready:
+                                    yield IDLE
+                                    continue
+                            self.in_source = True
+                            try:
+                                raw = next(source)
+                            except StopIteration:
+                                if stopped():
+                                    raise Stopped from None  # stopped while it ended
+                                at_end = True
+                                continue
+                            except GeneratorExit as exc:
+                                raise unexpected(exc, "the source") from exc
+                            finally:
+                                self.in_source = False
+                            if self.stopping or user is not None and stopped():
+                                raise Stopped  # it arrived after the stop: not delivered
+                        else:  # pumped: the next raw item of the pump's batch
+                            if taken == len(batch):
+                                got = self._next_batch(self.pipe)
+                                if got.__class__ is not list:
+                                    if got is IDLE:
+                                        yield got
+                                    elif ticks is not None:
+                                        yield from ticks(stopped)
+                                    continue
+                                batch, taken = got, 0
+                            raw = batch[taken]
+                            taken += 1
+                        if raw is END:
+                            at_end = True
+                            continue
+                        if raw.__class__ is _Failure:
+                            failure = raw.exc
+                            if isinstance(failure, GeneratorExit):
+                                raise unexpected(failure, "the source") from failure
+                            raise failure
+                        if raw.__class__ is str and not decoding:
+                            index += 1
+                            if not raw:
+                                continue
+                            if head is not None and len(raw) <= limit:
+                                # the hot path: text into the buffer
+                                try:
+                                    out = head(raw)
+                                except BaseException as exc:
+                                    raise fault(0, exc)  # noqa: B904 - the same, or a PipelineError
+                                if not out:
+                                    continue
+                                if len(out) != 1:
+                                    stack.append((iter(out), 1))
+                                    continue
+                                item = out[0]
+                                if pair:
+                                    try:
+                                        item = tail(item)  # type: ignore[misc]
+                                    except BaseException as exc:
+                                        raise fault(1, exc)  # noqa: B904 - the same, or a PipelineError
+                                    yield item
+                                    continue
+                                if watched is not None:
+                                    try:
+                                        watch_append(item)
+                                        if watch_clock() >= watched.due:
+                                            watched.on_due()
+                                    except BaseException as exc:
+                                        raise fault(1, exc)  # noqa: B904 - the same, or a PipelineError
+                                    try:
+                                        item = tail(item)  # type: ignore[misc]
+                                    except BaseException as exc:
+                                        raise fault(2, exc)  # noqa: B904 - the same, or a PipelineError
+                                    yield item
+                                    continue
+                                i = 1
+                            else:
+                                item = raw
+                                i = 0
+                        else:
+                            if decoding:
+                                item = decode(raw)
+                            else:
+                                decode.index = index
+                                item = decode(raw)
+                                index = decode.index
+                                decoding = decode._decoder is not None  # noqa: SLF001
+                            if item.__class__ is StreamChunk:
+                                if item.error is not None:
+                                    raise item.error
+                                if item.done:
+                                    at_end = True  # the source said it is over
+                                    if not (item.content or item.metadata or item.tokens):
+                                        continue
+                            elif not item:
+                                continue
+                            i = 0
+                # ``item`` enters stage ``i``
+                while i < n:
+                    if item.__class__ is str:
+                        if i == tail_at:
+                            try:
+                                item = tail(item)  # type: ignore[misc]
+                            except BaseException as exc:
+                                raise fault(i, exc)  # noqa: B904 - the same, or a PipelineError
+                            yield item
+                            break
+                        if notes:
+                            note = notes[i]
+                            if note is not None:
+                                try:
+                                    note(item)
+                                except BaseException as exc:
+                                    raise fault(i, exc)  # noqa: B904 - the same, or a PipelineError
+                                i += 1
+                                continue
+                    try:
+                        out = stages[i](item)
+                    except BaseException as exc:
+                        raise fault(i, exc)  # noqa: B904 - the same, or a PipelineError
+                    i += 1
+                    if i == 1 and refresh:
+                        head, limit = _text_path(stages[0])  # its state may allow it again, or not
+                    if out.__class__ is list:
+                        if not out:
+                            break
+                        if len(out) == 1:
+                            item = out[0]
+                            continue
+                    elif out is None:
+                        break
+                    stack.append((iter(out), i))
+                    break
+                else:
+                    yield item
             yield from pipeline.finish()
         except (GeneratorExit, Stopped) as exc:
             # stopped, or the reader closed the stream: nothing more is delivered
@@ -518,7 +796,8 @@ class _Core:
             self._end_source_early()
             self._release()
             if exc.__class__ is GeneratorExit:
-                raise
+                raise  # closed: the closing thread does the rest
+            self.over(join=True)
             return
         except BaseException as exc:  # noqa: BLE001 - delivered to the reader
             if self.stopping and not isinstance(exc, (KeyboardInterrupt, SystemExit)):
@@ -526,6 +805,7 @@ class _Core:
                 pipeline.abort(None)
                 self._end_source_early()
                 self._release()
+                self.over(join=True)
                 return
             error = pipeline.describe_failure(exc)
             interrupted = isinstance(exc, (KeyboardInterrupt, SystemExit))
@@ -543,10 +823,40 @@ class _Core:
             pipeline.abort(error)
             self._end_source_early()
             self._release()
+            # interrupted (Ctrl-C): no waiting for the pump on the way out
+            self.over(join=not interrupted)
             raise error
         self._set_state(FINISHED)
         self._close_source()
         self._release()
+        self.over(join=True)
+
+    def _next_batch(self, pipe: Pipe) -> Any:
+        """A batch from the pump, or TICK (a timer is due) or IDLE (the reader's
+        deadline passed)."""
+        while True:
+            left = self.pipeline.time_left() if self.pipeline.timed else None
+            if left is not None and left <= 0:
+                return TICK
+            deadline = self.deadline
+            if deadline is not None:
+                wait = deadline - time.monotonic()
+                if wait <= 0:
+                    if not len(pipe):
+                        return IDLE
+                    wait = 0.0  # past the deadline, but items are queued: take them
+                if left is None or wait < left:
+                    left = wait
+            try:
+                return pipe.get_all(left)
+            except queue.Empty:
+                continue
+            except PipeClosed:
+                if self.stopping:
+                    raise Stopped from None
+                raise
+
+    # --- the pipeline ------------------------------------------------------------------
 
 
 class ChunkStream:
@@ -558,28 +868,26 @@ class ChunkStream:
     by the source or a stage is raised here, after every chunk before it.
     """
 
+    # ``__next__`` is a slot holding the pipeline generator's own ``__next__``: a
+    # ``next()`` goes straight into the generator, with no Python frame of ours and no
+    # lock (the generator does the end's bookkeeping itself). A ``close()`` from
+    # another thread first swaps it for a ``next()`` that waits for the wind-up under
+    # the stream's lock, then closes the generator unless the reader is inside it
+    # (see ``_Core.wind_up``).
+    __slots__ = ("__next__", "_core", "_finalizer", "__weakref__", "__dict__")
+
+    if TYPE_CHECKING:
+
+        def __next__(self) -> StreamChunk: ...
+
     def __init__(self, core: _Core, close_timeout: float = 1.0) -> None:
         self._core = core
-        self._done = False
-        self._close_timeout = close_timeout
-        self._finalizer = weakref.finalize(self, _let_go_of, core)
+        core.close_timeout = close_timeout
+        self.__next__ = core.gen.__next__  # type: ignore[method-assign]
+        self._finalizer = core.finalizer = weakref.finalize(self, _let_go_of, core)
 
     def __iter__(self) -> "ChunkStream":
         return self
-
-    def __next__(self) -> StreamChunk:
-        core = self._core
-        lock = core.gen_lock
-        lock.acquire()
-        try:
-            item = core.gen.__next__()
-        except BaseException as exc:
-            lock.release()
-            # interrupted (Ctrl-C): no waiting for the pump on the way out
-            self._over(join=not isinstance(exc, (KeyboardInterrupt, SystemExit)))
-            raise
-        lock.release()
-        return item  # type: ignore[no-any-return]
 
     def next_within(self, timeout: float) -> Optional[StreamChunk]:
         """The next chunk, or None if none arrives within ``timeout`` seconds.
@@ -592,7 +900,7 @@ class ChunkStream:
         :class:`~helixstream.sources.Channel` do): then this thread waits on it.
         """
         core = self._core
-        if core.pipe is None and not self._done and core.wait_ready is None:
+        if core.pipe is None and not core.done and core.wait_ready is None:
             core.start_pump()
         core.deadline = time.monotonic() + max(0.0, timeout)
         try:
@@ -610,29 +918,18 @@ class ChunkStream:
         ``close()``; a close that takes longer is recorded as the stream's error.
         """
         core = self._core
-        if not self._done:
+        if not core.done:
             core.halt()
-            core.wind_up()
-        self._over()
-
-    def _over(self, join: bool = True) -> None:
-        """The stream is over for this reader: nothing is left for the finalizer to stop.
-
-        Detaching it matters: its registry holds the core, and a failed core holds the
-        exception, whose traceback holds the reader's frame and so this object.
-        """
-        if not self._done:
-            self._done = True
-            self._finalizer.detach()
-        if join:
-            self._join_pump()
-
-    def _join_pump(self) -> None:
-        # A pump blocked in a generator can't be interrupted; it closes the source
-        # once the generator gives it control back (a daemon thread meanwhile).
-        pump = self._core.pump
-        if pump is not None and pump is not threading.current_thread():
-            pump.join(self._close_timeout)
+            # from now on a next() waits while a wind-up runs, instead of finding the
+            # generator busy
+            self.__next__ = functools.partial(_locked_next, core)  # type: ignore[method-assign]
+            if not core.wind_up():
+                # the reader is inside next(): it winds the stream up itself (halt woke
+                # it); should it never come back, the finalizer still will
+                core.done = True
+                core.join_pump()
+                return
+        core.over(join=True)
 
     def __enter__(self) -> "ChunkStream":
         return self
@@ -643,7 +940,7 @@ class ChunkStream:
     @property
     def closed(self) -> bool:
         """True once the stream has ended, failed, or been closed."""
-        return self._done
+        return self._core.done
 
     @property
     def cancelled(self) -> bool:
@@ -676,6 +973,25 @@ class ChunkStream:
 
 
 ChunkStream.__module__ = "helixstream"
+
+
+def _text_path(stage: Any) -> Tuple[Optional[Callable[[str], List[Any]]], int]:
+    """A stage's text path: ``(function, longest text it takes)``, or ``(None, 0)``.
+
+    A stage may offer ``text_path()``, returning a function equivalent to calling the
+    stage with a ``str`` of at most that many characters (or None while its state does
+    not allow one); the engine asks again after every other call of the stage."""
+    path = stage.text_path()
+    if path is None:
+        return None, 0
+    return path  # type: ignore[no-any-return]
+
+
+def _locked_next(core: _Core) -> Any:
+    """``next()`` once a close was asked for: it waits while another thread winds the
+    stream up, then finds the generator closed (StopIteration)."""
+    with core.gen_lock:
+        return core.gen.__next__()
 
 
 def set_lookahead(stream: ChunkStream, chunks: Optional[int]) -> None:
