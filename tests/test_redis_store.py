@@ -62,8 +62,8 @@ def test_events_are_entries_numbered_as_the_ids(store: RedisStore) -> None:
     assert store.epoch() == epoch  # created once
     key = new_key(epoch)
     assert store.create(key, "alice", "p1", 1500) == epoch
-    store.append(key, [(1, b"a"), (2, b"b"), (3, b"c")])
-    store.append(key, [(4, b"d")], end="done", last=3)
+    store.append_once(key, [(1, b"a"), (2, b"b"), (3, b"c")])
+    store.append_once(key, [(4, b"d")], end="done", last=3)
     state = store.state(key, 1, 10)
     assert state.epoch == epoch and state.meta == {"owner": owner_digest("alice"), "proc": "p1"}
     assert state.after == [(2, b"b", None), (3, b"c", None), (4, b"d", None), (5, b"", "done")]
@@ -77,7 +77,7 @@ def test_a_stream_is_capped_near_max_events(store: RedisStore) -> None:
     key = new_key(store.epoch())
     store.create(key, None, "p1", 1500)
     for start in range(1, 1001, 100):
-        store.append(key, [(n, b"x") for n in range(start, start + 100)])
+        store.append_once(key, [(n, b"x") for n in range(start, start + 100)])
     state = store.state(key, 0, 1)
     assert state.last == (1000, b"x", None)
     assert state.first is not None and 800 < state.first[0] <= 901  # MAXLEN ~ 100
@@ -113,6 +113,6 @@ def test_a_client_made_with_decoded_replies_still_gives_bytes(server: RedisServe
     store = RedisStore(make_client(client, 1.0, 0.5), "d:", max_events=10, ttl=60.0, lease=1.5)
     key = new_key(store.epoch())
     store.create(key, None, "p", 1500)
-    store.append(key, [(1, "é\n".encode())], end="done", last=0)
+    store.append_once(key, [(1, "é\n".encode())], end="done", last=0)
     assert store.read(key, 0, 10, 10) == [(1, "é\n".encode(), None), (2, b"", "done")]
     client.close()
