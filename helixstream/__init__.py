@@ -38,7 +38,7 @@ from ._redis_rate import RedisRateLimiter
 from ._engine import ChunkStream, StopSignal
 from ._simulate import SimulatedLLM
 from ._stages import BufferStage, Stage
-from ._sse import (
+from .sse import (
     SSE_HEADERS,
     EventLog,
     SSEBody,

@@ -12,7 +12,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from ._cli import UsageError
 from ._simulate import SimulatedLLM
-from ._sse import SSEReplay, sse_stream
+from .sse import SSEReplay, sse_stream
 from ._streamer import EnhancedStreamer, StreamConfig
 
 __all__ = ["make_app", "serve"]

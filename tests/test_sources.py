@@ -921,7 +921,7 @@ def test_sse_a_surrogate_pair_cut_between_two_deltas_is_one_character(deltas: Li
 
 
 def test_a_lone_surrogate_does_not_end_an_sse_stream_as_failed() -> None:
-    from helixstream._sse import sse_stream
+    from helixstream.sse import sse_stream
 
     body = 'data: {"choices": [{"index": 0, "delta": {"content": "a\\ud800b"}}]}\n\n' + sse(chat_chunk("c"))
     raw = b"".join(sse_stream(from_sse([body])))

@@ -35,7 +35,7 @@ from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
 
-from helixstream._sse import SSEReplay, SSEWriter
+from helixstream.sse import SSEReplay, SSEWriter
 from helixstream._tokens import estimate_tokens
 
 from .test_sse_encoding import EVENTS, Dispatched, browser_events

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helixstream._sse import SSEWriter, format_sse_comment, format_sse_event
+from helixstream.sse import SSEWriter, format_sse_comment, format_sse_event
 
 
 class Dispatched(NamedTuple):

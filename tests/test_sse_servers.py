@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from helixstream._sse import SSEBody, SSEReplay, sse_stream
+from helixstream.sse import SSEBody, SSEReplay, sse_stream
 
 from .conftest import helix_threads, wait_for
 from .sources import BlockingSource

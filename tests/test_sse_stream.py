@@ -24,7 +24,7 @@ from helixstream._aggregate import ChunkAggregator
 from helixstream._chunk import StreamChunk
 from helixstream._engine import ChunkStream
 from helixstream._errors import ConfigError
-from helixstream._sse import SSEBody, SSEReplay, sse_stream, stream_chunks_to_sse
+from helixstream.sse import SSEBody, SSEReplay, sse_stream, stream_chunks_to_sse
 from helixstream._streamer import EnhancedStreamer
 from helixstream._tokens import estimate_tokens
 
@@ -803,7 +803,7 @@ def test_closing_the_registry_leaves_a_finished_stream_being_replayed_as_it_was(
 
 
 def test_the_byte_count_matches_the_logs_kept_after_concurrent_streams() -> None:
-    from helixstream._sse import _ENTRY_OVERHEAD
+    from helixstream.sse._replay import _ENTRY_OVERHEAD
 
     replay = SSEReplay(max_bytes=30_000, max_streams=25, clock=FakeClock())
     errors: List[BaseException] = []

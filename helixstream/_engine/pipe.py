@@ -30,7 +30,7 @@ class Pipe:
     """A bounded, closeable queue that hands items over in batches, from one producer
     to one reader."""
 
-    __slots__ = ("maxsize", "_items", "_lock", "_not_empty", "_not_full", "_ended",
+    __slots__ = ("maxsize", "limit", "_items", "_lock", "_not_empty", "_not_full", "_ended",
                  "_closed", "_getter_waits", "_putters")
 
     def __init__(self, maxsize: int) -> None:
@@ -39,6 +39,7 @@ class Pipe:
 
             raise ConfigError(f"'maxsize' must be an int >= 1 (got {maxsize!r})")
         self.maxsize = maxsize
+        self.limit = maxsize  # puts wait while this many items are queued
         self._items: Deque[Any] = collections.deque()
         self._lock = threading.Lock()
         self._not_empty = threading.Condition(self._lock)
@@ -59,10 +60,10 @@ class Pipe:
         """Append a batch at once (it may take the pipe past its bound)."""
         with self._lock:
             items = self._items
-            if len(items) >= self.maxsize and not (self._ended or self._closed):
+            if len(items) >= self.limit and not (self._ended or self._closed):
                 self._putters += 1
                 try:
-                    while len(items) >= self.maxsize and not (self._ended or self._closed):
+                    while len(items) >= self.limit and not (self._ended or self._closed):
                         self._not_full.wait()
                 finally:
                     self._putters -= 1
@@ -72,6 +73,14 @@ class Pipe:
             if self._getter_waits:
                 self._getter_waits = False
                 self._not_empty.notify()
+
+    def set_limit(self, limit: Optional[int]) -> None:
+        """Let puts wait while ``limit`` items are queued (0: every put waits), or
+        ``maxsize`` again with None. Items already queued stay."""
+        with self._lock:
+            self.limit = self.maxsize if limit is None else max(0, min(limit, self.maxsize))
+            if self._putters:
+                self._not_full.notify_all()
 
     def end(self, last: Any) -> bool:
         """Append ``last`` (past the bound) and accept no more. False if already over."""

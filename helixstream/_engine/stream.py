@@ -104,6 +104,7 @@ class _Core:
         self.threads: List[threading.Thread] = []
         self.deadline: Optional[float] = None  # the reader's next_within deadline
         self.in_source = False
+        self.lookahead: Optional[int] = None  # see set_lookahead()
         self._lock = threading.Lock()
         self._closed_objects: List[int] = []
         self._released = False
@@ -298,6 +299,8 @@ class _Core:
             if self.source_done:
                 return
             self.pipe = Pipe(self.queue_size)
+            if self.lookahead is not None:
+                self.pipe.set_limit(self.lookahead - 1)
             t = threading.Thread(
                 target=self._pump,
                 name=f"helixstream-{self.id}-{self.name}-source",
@@ -608,6 +611,19 @@ class ChunkStream:
 
 
 ChunkStream.__module__ = "helixstream"
+
+
+def set_lookahead(stream: ChunkStream, chunks: Optional[int]) -> None:
+    """Let ``stream``'s source be read at most ``chunks`` items ahead of its reader
+    from now on (None: as far as its queue allows). Only a pumped source is read
+    ahead: the pump holds one item while it waits, so its queue takes ``chunks - 1``.
+    What is already queued stays."""
+    core = stream._core
+    with core._lock:
+        core.lookahead = chunks
+        pipe = core.pipe
+    if pipe is not None:
+        pipe.set_limit(None if chunks is None else chunks - 1)
 
 
 def _let_go_of(core: _Core) -> None:

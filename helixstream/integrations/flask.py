@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Union
 
-from .._sse import sse_stream
+from ..sse import sse_stream
 from . import extra_headers, require
 
 if TYPE_CHECKING:  # pragma: no cover
