@@ -6,7 +6,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from helixstream._redis_store import (
+from helixstream.sse._redis_store import (
     RedisStore,
     key_epoch,
     make_client,

@@ -32,9 +32,9 @@ import hashlib
 import importlib
 import re
 import secrets
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
 
-from ._errors import ConfigError
+from .._errors import ConfigError
 
 __all__ = ["RedisStore", "Entry", "parse_event_id", "redis_errors", "make_client"]
 
@@ -81,7 +81,7 @@ def redis_module() -> Any:
         ) from None
 
 
-def redis_errors() -> Tuple[type, ...]:
+def redis_errors() -> Tuple[Type[BaseException], ...]:
     """What a call may raise when Redis cannot be reached, or answers garbage."""
     exceptions = importlib.import_module("redis.exceptions")
     return (exceptions.ConnectionError, exceptions.TimeoutError, exceptions.ResponseError, OSError)
