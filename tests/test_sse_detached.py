@@ -222,3 +222,69 @@ def _closed(replay: SSEReplay) -> bool:
 def test_close_on_needs_an_event() -> None:
     with pytest.raises(TypeError, match="threading.Event"):
         SSEReplay().close_on("soon")  # type: ignore[arg-type]
+
+
+# --- a detached stream at its lookahead holds no thread -------------------------------------
+def helixstream_threads() -> List[str]:
+    return sorted(t.name for t in threading.enumerate() if t.name.startswith("helixstream-"))
+
+
+@pytest.mark.timeout(30)
+def test_detached_streams_at_their_lookahead_hold_no_thread_but_the_grace_timer() -> None:
+    models = [GatedModel(free=1) for _ in range(20)]
+    replay = SSEReplay(grace=60, detached_lookahead=4)
+    bodies = [sse_stream(m, replay=replay) for m in models]
+    for body in bodies:
+        next_events(body, 1)
+    assert len([n for n in helixstream_threads() if n.endswith("-source")]) == 20
+    for body, model in zip(bodies, models):
+        body.close()
+        model.gate.set()
+    # each pump reads up to the lookahead, then ends: the source stays open, unread
+    assert wait_for(lambda: not [n for n in helixstream_threads() if n.endswith("-source")])
+    assert all(len(m.produced) <= 1 + 4 for m in models)
+    assert not any(m.closed.is_set() for m in models)
+    # what is left: the registry's grace timer and the process's janitor, for all 20
+    assert [n.rsplit("-", 1)[0] for n in helixstream_threads()] == [
+        "helixstream", "helixstream-sse-grace"
+    ]
+    replay.close()  # closes the sources no thread was reading
+    assert all(m.closed.is_set() for m in models)
+
+
+@pytest.mark.timeout(30)
+def test_a_stop_signal_closes_the_source_of_a_parked_stream() -> None:
+    stop = threading.Event()
+    model = GatedModel(free=1)
+    replay = SSEReplay(grace=60, detached_lookahead=2)
+    body = sse_stream(model, replay=replay, stop=stop)
+    first = next_events(body, 1)
+    body.close()
+    model.gate.set()
+    assert wait_for(lambda: not [n for n in helixstream_threads() if n.endswith("-source")])
+    stop.set()
+    assert wait_for(model.closed.is_set)
+    resumed = sse_stream(lambda: [], last_event_id=first[0].last_event_id, replay=replay)
+    try:
+        events = browser_events(b"".join(resumed))
+    finally:
+        resumed.close()
+    assert [e.data for e in events[:-1]] == ["w1 "][: len(events) - 1]
+    assert json.loads(events[-1].data)["code"] == "cancelled"
+    replay.close()
+
+
+# --- a live reader never loses events to a small log -----------------------------------------
+@pytest.mark.timeout(30)
+def test_a_live_reader_gets_every_event_even_when_the_log_keeps_one() -> None:
+    replay = SSEReplay(max_events=1)
+    body = sse_stream(["a ", "b ", "c "], replay=replay, progress=True, estimated_tokens=3)
+    try:
+        events = browser_events(b"".join(body))
+    finally:
+        body.close()
+    assert [e.type for e in events] == ["message", "progress"] * 3 + ["done"]
+    assert [e.data for e in events if e.type == "message"] == ["a ", "b ", "c "]
+    ids = [int(e.last_event_id.rsplit(".", 1)[1]) for e in events]
+    assert ids == list(range(1, 8))
+    replay.close()

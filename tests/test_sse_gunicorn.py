@@ -40,7 +40,7 @@ def start_gunicorn(conf: str, tmp: Path, graceful: float) -> Tuple[subprocess.Po
         proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-k", "gthread", "--threads", "8", "-w", "1",
              "-b", f"127.0.0.1:{port}", "--graceful-timeout", str(graceful),
-             "-c", str(ROOT / "tests" / "gunicorn" / conf), "tests.gunicorn.app:app"],
+             "-c", str(ROOT / "tests" / "wsgi_apps" / conf), "tests.wsgi_apps.app:app"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err,
         )
     deadline = time.monotonic() + 20

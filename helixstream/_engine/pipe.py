@@ -19,18 +19,23 @@ from typing import Any, Callable, Deque, Iterable, List, Optional
 
 from . import stop as _stop
 
-__all__ = ["Pipe", "PipeClosed", "put_until_stopped"]
+__all__ = ["Pipe", "PipeClosed", "PipeFull", "put_until_stopped"]
 
 
 class PipeClosed(Exception):
     """The pipe was ended or closed."""
 
 
+class PipeFull(Exception):
+    """A put found the pipe at its limit while the pipe says not to wait (see
+    :meth:`Pipe.set_limit`)."""
+
+
 class Pipe:
     """A bounded, closeable queue that hands items over in batches, from one producer
     to one reader."""
 
-    __slots__ = ("maxsize", "limit", "_items", "_lock", "_not_empty", "_not_full", "_ended",
+    __slots__ = ("maxsize", "limit", "park", "_items", "_lock", "_not_empty", "_not_full", "_ended",
                  "_closed", "_getter_waits", "_putters")
 
     def __init__(self, maxsize: int) -> None:
@@ -40,6 +45,7 @@ class Pipe:
             raise ConfigError(f"'maxsize' must be an int >= 1 (got {maxsize!r})")
         self.maxsize = maxsize
         self.limit = maxsize  # puts wait while this many items are queued
+        self.park = False  # at the limit, a put raises PipeFull instead of waiting
         self._items: Deque[Any] = collections.deque()
         self._lock = threading.Lock()
         self._not_empty = threading.Condition(self._lock)
@@ -61,9 +67,13 @@ class Pipe:
         with self._lock:
             items = self._items
             if len(items) >= self.limit and not (self._ended or self._closed):
+                if self.park:
+                    raise PipeFull
                 self._putters += 1
                 try:
                     while len(items) >= self.limit and not (self._ended or self._closed):
+                        if self.park:
+                            raise PipeFull
                         self._not_full.wait()
                 finally:
                     self._putters -= 1
@@ -74,11 +84,14 @@ class Pipe:
                 self._getter_waits = False
                 self._not_empty.notify()
 
-    def set_limit(self, limit: Optional[int]) -> None:
+    def set_limit(self, limit: Optional[int], park: bool = False) -> None:
         """Let puts wait while ``limit`` items are queued (0: every put waits), or
-        ``maxsize`` again with None. Items already queued stay."""
+        ``maxsize`` again with None; with ``park``, a put at the limit raises
+        :class:`PipeFull` instead of waiting (a waiting one too). Items already
+        queued stay."""
         with self._lock:
             self.limit = self.maxsize if limit is None else max(0, min(limit, self.maxsize))
+            self.park = park
             if self._putters:
                 self._not_full.notify_all()
 

@@ -35,7 +35,7 @@ from .._chunk import Decoder, StreamChunk
 from .._errors import PipelineError
 from .._inputs import check_source
 from . import stop as _stop
-from .pipe import Pipe, PipeClosed
+from .pipe import Pipe, PipeClosed, PipeFull
 from .pipeline import IDLE, TICK, Pipeline, Stopped, unexpected
 
 __all__ = ["ChunkStream", "run_stages", "END", "RUNNING", "FINISHED", "FAILED", "CANCELLED"]
@@ -57,6 +57,9 @@ class _End:
 
 
 END = _End()
+
+
+_NOTHING: Any = object()  # no item held by a parked pump
 
 
 class _Failure:
@@ -105,6 +108,8 @@ class _Core:
         self.deadline: Optional[float] = None  # the reader's next_within deadline
         self.in_source = False
         self.lookahead: Optional[int] = None  # see set_lookahead()
+        self.parked = False  # the pump ended at the lookahead; the source waits, unread
+        self.held: Any = _NOTHING  # the item the pump had taken when it parked
         self._lock = threading.Lock()
         self._closed_objects: List[int] = []
         self._released = False
@@ -165,6 +170,8 @@ class _Core:
             # what stops the upstream request). A generator can only be closed by the
             # thread running it, which does so once it gets control back.
             self._close_source(outside=True)
+        elif self.parked:
+            self._close_source_bounded()  # no thread iterates it: close it here
 
     def abandon(self) -> None:
         """The reader let the stream go without closing it (run by the janitor)."""
@@ -300,22 +307,52 @@ class _Core:
                 return
             self.pipe = Pipe(self.queue_size)
             if self.lookahead is not None:
-                self.pipe.set_limit(self.lookahead - 1)
-            t = threading.Thread(
-                target=self._pump,
-                name=f"helixstream-{self.id}-{self.name}-source",
-                daemon=True,
-            )
-            self.pump = t
-            self.threads.append(t)
+                self.pipe.set_limit(self.lookahead - 1, park=True)
+            t = self._new_pump_locked()
         t.start()
+
+    def _new_pump_locked(self) -> threading.Thread:
+        t = threading.Thread(
+            target=self._pump,
+            name=f"helixstream-{self.id}-{self.name}-source",
+            daemon=True,
+        )
+        self.pump = t
+        self.threads.append(t)
+        return t
+
+    def _put_or_park(self, pipe: Pipe, raw: Any) -> bool:
+        """Put ``raw`` in the pipe; False when the pump parks instead: the pipe is at
+        the lookahead and nobody reads (the item is kept for the next pump)."""
+        while True:
+            try:
+                pipe.put(raw)
+                return True
+            except PipeFull:
+                with self._lock:
+                    if self.stopping or self.state is not RUNNING:
+                        raise PipeClosed from None  # closing: the pump ends as usual
+                    if not pipe.park:
+                        continue  # the lookahead was lifted meanwhile
+                    self.held = raw
+                    self.parked = True
+                    self.pump = None
+                    return False
 
     def _pump(self) -> None:
         pipe = self.pipe
         assert pipe is not None
         nxt = self.iterator.__next__
         user = self.user_stop
+        parked = False
         try:
+            held, self.held = self.held, _NOTHING
+            if held is not _NOTHING:
+                if not self._put_or_park(pipe, held):
+                    parked = True
+                    return
+                if held.__class__ is StreamChunk and (held.done or held.error is not None):
+                    raise StopIteration
             while not self.stopping:
                 if user is not None and user.is_set():
                     self.halt()
@@ -325,7 +362,9 @@ class _Core:
                     raw = nxt()
                 finally:
                     self.in_source = False
-                pipe.put(raw)
+                if not self._put_or_park(pipe, raw):
+                    parked = True
+                    return
                 if raw.__class__ is StreamChunk and (raw.done or raw.error is not None):
                     break  # the source said it is over: read no further
             else:
@@ -342,7 +381,8 @@ class _Core:
         except BaseException as exc:  # noqa: BLE001 - handed to the reader
             pipe.end(_Failure(exc))
         finally:
-            self._close_source()  # the pump is the thread that iterates the source
+            if not parked:
+                self._close_source()  # the pump is the thread that iterates the source
 
     def _items(self) -> Iterator[Any]:
         """Decoded source items (with TICK and IDLE markers when pumped).
@@ -616,14 +656,22 @@ ChunkStream.__module__ = "helixstream"
 def set_lookahead(stream: ChunkStream, chunks: Optional[int]) -> None:
     """Let ``stream``'s source be read at most ``chunks`` items ahead of its reader
     from now on (None: as far as its queue allows). Only a pumped source is read
-    ahead: the pump holds one item while it waits, so its queue takes ``chunks - 1``.
-    What is already queued stays."""
+    ahead: the pump holds one item, so its queue takes ``chunks - 1``; at that point
+    the pump thread *parks* (ends, keeping the item and leaving the source unread and
+    open) rather than wait, so a stream nobody reads holds no thread. None starts a
+    parked pump again. What is already queued stays."""
     core = stream._core
+    start = None
     with core._lock:
         core.lookahead = chunks
         pipe = core.pipe
-    if pipe is not None:
-        pipe.set_limit(None if chunks is None else chunks - 1)
+        if pipe is not None:
+            pipe.set_limit(None if chunks is None else chunks - 1, park=chunks is not None)
+        if chunks is None and core.parked and not core.stopping and core.state is RUNNING:
+            core.parked = False  # a reader is back: the source is read again
+            start = core._new_pump_locked()
+    if start is not None:
+        start.start()
 
 
 def _let_go_of(core: _Core) -> None:

@@ -3,6 +3,8 @@ makes one; :func:`stream_chunks_to_sse` writes one to a file-like object."""
 from __future__ import annotations
 
 import collections
+import importlib
+import os
 import secrets
 import socket
 import threading
@@ -54,6 +56,7 @@ class SSEBody:
         status: int = 200,
         fmt: Optional[EventFormat] = None,
         peer: Optional[socket.socket] = None,
+        own_peer: bool = False,
     ) -> None:
         self._reader = reader
         self._fmt = fmt if fmt is not None else (reader.fmt if reader is not None else EventFormat())
@@ -65,6 +68,7 @@ class SSEBody:
         )
         self._closed = False
         self._peer = peer  # the client's socket, when the server exposes it
+        self._own_peer = own_peer  # a duplicate of it, ours to close
         # a registry's reader must be told when the body is dropped without close()
         self._finalizer: Optional[Any] = (
             None if reader is None or reader.key is None else weakref.finalize(self, reader.close)
@@ -146,6 +150,8 @@ class SSEBody:
         """
         self._closed = True
         self._pending.clear()
+        if self._own_peer and self._peer is not None:
+            self._peer.close()  # our duplicate: the server closes the connection itself
         if self._finalizer is not None:
             self._finalizer()  # detaches from the registry, once
         elif self._reader is not None:
@@ -158,15 +164,27 @@ class SSEBody:
         self.close()
 
 
-def _client_socket(environ: Optional[Mapping[str, Any]]) -> Optional[socket.socket]:
-    """The client's socket, where the WSGI server exposes it (gunicorn, Werkzeug)."""
+def _client_socket(environ: Optional[Mapping[str, Any]]) -> Tuple[Optional[socket.socket], bool]:
+    """The client's socket, where the WSGI server exposes it, and whether it is our
+    own duplicate (to be closed with the body): gunicorn's ``gunicorn.socket`` and
+    Werkzeug's ``werkzeug.socket`` are the server's; under uWSGI (``uwsgi.version`` in
+    the environ), a duplicate of ``uwsgi.connection_fd()``, the request's connection,
+    taken in the request's thread."""
     if not environ:
-        return None
+        return None, False
     for key in ("gunicorn.socket", "werkzeug.socket"):
         sock = environ.get(key)
         if isinstance(sock, socket.socket):
-            return sock
-    return None
+            return sock, False
+    if "uwsgi.version" in environ:
+        try:
+            uwsgi = importlib.import_module("uwsgi")  # only inside a uWSGI worker
+            fd = uwsgi.connection_fd()
+            if isinstance(fd, int) and fd >= 0:
+                return socket.socket(fileno=os.dup(fd)), True
+        except (ImportError, AttributeError, OSError, ValueError, TypeError):
+            pass
+    return None, False
 
 
 def _peer_gone(sock: socket.socket) -> bool:
@@ -276,11 +294,10 @@ def sse_stream(
         )
     opening = _OPENING if retry is None else f"retry: {retry}\n".encode("ascii") + _OPENING
 
-    peer = _client_socket(environ)
     if last_event_id:
         if not _is_factory(chunks):
             close_quietly(chunks)
-        return _resume(str(last_event_id), replay, keepalive, opening, owner, new_format, peer)
+        return _resume(str(last_event_id), replay, keepalive, opening, owner, new_format, environ)
 
     source: Any = chunks() if _is_factory(chunks) else chunks  # type: ignore[operator]
     if isinstance(source, ChunkStream) and stop is None:
@@ -304,7 +321,14 @@ def sse_stream(
         except BaseException:
             stream.close()
             raise
-    return SSEBody(reader, keepalive, opening, peer=peer)
+    return _body(reader, keepalive, opening, environ)
+
+
+def _body(
+    reader: Reader, keepalive: Optional[float], opening: bytes, environ: Optional[Mapping[str, Any]]
+) -> SSEBody:
+    peer, own = _client_socket(environ)
+    return SSEBody(reader, keepalive, opening, peer=peer, own_peer=own)
 
 
 def _resume(
@@ -314,7 +338,7 @@ def _resume(
     opening: bytes,
     owner: Any,
     new_format: Callable[[str], EventFormat],
-    peer: Optional[socket.socket],
+    environ: Optional[Mapping[str, Any]],
 ) -> SSEBody:
     fmt = new_format("")
     try:
@@ -326,7 +350,7 @@ def _resume(
         return SSEBody(None, keepalive, opening, [error], fmt=fmt)
     except Finished:
         return SSEBody(None, keepalive, opening, status=204, fmt=fmt)
-    return SSEBody(reader, keepalive, opening, peer=peer)
+    return _body(reader, keepalive, opening, environ)
 
 
 def stream_chunks_to_sse(

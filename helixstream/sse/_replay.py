@@ -124,6 +124,12 @@ class EventLog:
             self._start_of(seq)
             self._read_upto = seq
 
+    def _mark_read(self, seq: int) -> None:
+        """The stream's reader took the events up to ``seq`` (they may be dropped)."""
+        with self._lock:
+            if seq > self._read_upto:
+                self._read_upto = seq
+
     def end(self) -> None:
         """The stream sent its last event."""
         with self._lock:
@@ -331,6 +337,12 @@ class _LogReader:
                 if log.last_seq > self._cursor:
                     continue  # another reader pulled while we waited
                 got = feed.pull(keepalive)
+                if got:
+                    # exactly the events after the cursor: sent from here, since a
+                    # small log may already have dropped some of them
+                    self._cursor = log.last_seq
+                    log._mark_read(self._cursor)
+                    return b"".join(got)
             finally:
                 entry.pull_lock.release()
             if got is None:

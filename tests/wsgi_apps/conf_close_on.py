@@ -7,7 +7,7 @@ shutdown = hs.StopSignal()
 
 
 def post_worker_init(worker):  # type: ignore[no-untyped-def]
-    from tests.gunicorn.app import replay
+    from tests.wsgi_apps.app import replay
 
     replay.close_on(shutdown)
     previous = signal.getsignal(signal.SIGTERM)
@@ -21,6 +21,6 @@ def post_worker_init(worker):  # type: ignore[no-untyped-def]
 
 
 def worker_exit(server, worker):  # type: ignore[no-untyped-def]
-    from tests.gunicorn.app import replay
+    from tests.wsgi_apps.app import replay
 
     replay.close()
