@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator, List, Optional, Tuple
@@ -368,3 +369,30 @@ def test_redis_unreachable_streams_go_on_and_resumes_get_an_error():
         resumed = read_all(hs.sse_stream(lambda: [], replay=replay,
                                          last_event_id=events[0].last_event_id))
         assert error_code(resumed) == "unavailable"
+
+
+def test_a_departed_client_costs_at_most_the_lookahead_in_generation(server):
+    from .test_sse_detached import GatedModel
+
+    with hs.RedisReplay(server.url, grace=0.5, heartbeat=0.2, detached_lookahead=16) as replay:
+        model = GatedModel()
+        body = hs.sse_stream(model, replay=replay)
+        _, got = read_until(body, 3)
+        assert texts(got) == "w0 w1 w2 "
+        body.close()  # nobody reads it anywhere now
+        model.gate.set()
+        assert wait_for(model.closed.is_set, timeout=10)  # grace ended: source closed
+        assert len(model.produced) <= 3 + 16 + 1, len(model.produced)
+
+
+def test_close_on_an_event_closes_the_registry(server):
+    replay = hs.RedisReplay(server.url)
+    source = BlockingSource(["a "])
+    body = hs.sse_stream(source, replay=replay, keepalive=5)
+    read_until(body, 1)
+    stop = threading.Event()
+    replay.close_on(stop)
+    stop.set()
+    assert source.closed.wait(10)
+    assert error_code(read_all(body)) == "shutdown"
+    assert wait_for(lambda: not [t for t in helix_threads() if replay.proc in t.name])

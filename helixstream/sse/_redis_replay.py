@@ -387,6 +387,7 @@ class RedisReplay(Registry):
         timeout: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__()
         self.grace = check_seconds("grace", grace)
         self.ttl = check_seconds("ttl", ttl, allow_zero=False)
         self.max_events = check_positive_int("max_events", max_events)
@@ -528,7 +529,8 @@ class RedisReplay(Registry):
         """Shut down (a server's shutdown hook): the streams this process generates end
         (their sources are closed; followers elsewhere get ``producer_lost``), its
         readers get a ``shutdown`` event without an id, its threads end. Safe to call
-        more than once."""
+        more than once. :meth:`close_on` a signal works as with :class:`SSEReplay`."""
+        self._closing()
         with self._lock:
             if self._closed:
                 return
@@ -760,6 +762,7 @@ class RedisReplay(Registry):
             for owned in self._owned_list():
                 if key_epoch(owned.key) != epoch and not owned.broken:
                     owned.broken = True  # its events are gone: resumes get events_expired
+                    owned.lost_written = True  # (and followers see the new epoch)
         for owned in lost:  # tell its followers, once Redis takes it
             try:
                 store.append_once(owned.key, [], end="lost", last=owned.last)
@@ -778,9 +781,9 @@ class RedisReplay(Registry):
                         stop.append(owned)
         for owned in stop:
             self._stop(owned)
-        with self._lock:
-            for owned in stop:
-                self._owned.pop(owned.key, None)
+        with self._lock:  # forget the streams that ended with nobody of ours reading
+            for key in [k for k, o in self._owned.items() if o.feed.ended and not o.attached]:
+                del self._owned[key]
 
     def _owned_list(self) -> List[_Owned]:
         with self._lock:
