@@ -188,8 +188,11 @@ class _OwnerReader:
                 events: Optional[List[bytes]] = owned.pending
                 owned.pending = []
             else:
+                start = time.monotonic()
                 events = feed.pull(keepalive)
-                if events:  # what else is already there goes in the same round trip
+                # a chunk that was there at once may have others behind it: what is
+                # there goes in the same round trip (a chunk we waited for is alone)
+                if events and time.monotonic() - start < _MORE_WAIT:
                     for _ in range(_MORE_PULLS):
                         more = feed.pull(_MORE_WAIT)
                         if not more:
