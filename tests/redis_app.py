@@ -7,10 +7,12 @@ when it is closed, so the test counts generations across the workers).
 - ``GET /stream?n=40&interval=0.02`` starts a stream of ``tok1 `` ... ``tok<n> ``; with
   a ``Last-Event-ID`` header it resumes instead (the factory is not called).
 - ``GET /pid``: the worker's pid (a client keeps its connection to reach one worker).
+  Each worker makes its registry on its first request.
 - ``POST /cancel?id=<stream id>`` cancels a stream, in whichever worker owns it.
 
 Every response carries ``X-Worker: <pid>``. Each worker makes its registry on its first
-request (after gunicorn forked it) and closes it when it exits.
+request (after gunicorn forked it) and closes it when it exits. The mark files hold the
+``time.time()`` of what they mark.
 """
 from __future__ import annotations
 
@@ -80,6 +82,7 @@ def app(environ: Dict[str, Any], start_response: Callable[..., Any]) -> Any:
     query = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
     path = environ.get("PATH_INFO", "")
     if path == "/pid":
+        _registry()  # made on the worker's first request, as a real app would
         start_response("200 OK", [("Content-Type", "text/plain"), *worker])
         return [str(os.getpid()).encode()]
     if path == "/cancel" and environ.get("REQUEST_METHOD") == "POST":
