@@ -229,7 +229,7 @@ class RedisStore:
             conn.disconnect()
         self.client.connection_pool.release(conn)
 
-    def _send(
+    def send(
         self,
         conn: Any,
         key: str,
@@ -264,7 +264,7 @@ class RedisStore:
         conn.send_packed_command([b"".join(commands)], check_health=False)
         return len(commands)
 
-    def _replies(self, conn: Any, count: int) -> None:
+    def replies(self, conn: Any, count: int) -> None:
         """Read ``count`` replies on ``conn``; raise the first error among them."""
         failure: Optional[BaseException] = None
         for _ in range(count):
@@ -285,7 +285,7 @@ class RedisStore:
     ) -> None:
         """Send the commands, then read every reply (before the events go to the
         client: a resume on any worker finds them)."""
-        self._replies(conn, self._send(conn, key, events, end, last))
+        self.replies(conn, self.send(conn, key, events, end, last))
 
     def append_once(
         self, key: str, events: Sequence[Tuple[int, bytes]], end: Optional[str] = None, last: int = 0
