@@ -175,7 +175,7 @@ def client(n):
         while at >= 0:
             end = data.find(b" ", at + 6)
             if data[at + 6:at + 7].isdigit():
-                mine.append(now - float(data[at + 6:end]))
+                mine.append((len(mine), now - float(data[at + 6:end])))
             at = data.find(b"data: ", end)
     body.close()
     with lock:
@@ -193,7 +193,9 @@ print(json.dumps(delays))
 
 def concurrent(
     url: str, streams: int, rate: float, tokens: int, registry: str, switch: float
-) -> List[float]:
+) -> List[List[float]]:
+    """The delays of every token (index, seconds) of ``streams`` streams over 2 worker
+    processes."""
     per = streams // 2
     procs = [
         subprocess.Popen(
@@ -203,7 +205,7 @@ def concurrent(
         )
         for _ in range(2)
     ]
-    delays: List[float] = []
+    delays: List[List[float]] = []
     for p in procs:
         out, _ = p.communicate(timeout=600)
         delays.extend(json.loads(out))
@@ -273,10 +275,14 @@ def main(argv: "list[str] | None" = None) -> int:
                 delays = concurrent(url, args.streams, args.rate, args.tokens, registry,
                                     args.switch_interval)
                 name = "SSEReplay" if registry == "memory" else "RedisReplay"
+                every = [d for _, d in delays]
+                later = [d for i, d in delays if i >= 3]  # after each stream's start
                 print(f"{name}: {args.streams} streams at {args.rate:g} tokens/s over 2 "
-                      f"processes, {len(delays)} tokens: added delay p50 "
-                      f"{pct(delays, 0.5) * 1e3:.1f} ms, p99 {pct(delays, 0.99) * 1e3:.1f} ms, "
-                      f"max {max(delays) * 1e3:.1f} ms (target p99 < 100 ms)")
+                      f"processes, {len(every)} tokens: added delay p50 "
+                      f"{pct(every, 0.5) * 1e3:.1f} ms, p99 {pct(every, 0.99) * 1e3:.1f} ms, "
+                      f"max {max(every) * 1e3:.1f} ms (target p99 < 100 ms); from each "
+                      f"stream's 4th token: p99 {pct(later, 0.99) * 1e3:.1f} ms, "
+                      f"max {max(later) * 1e3:.1f} ms")
         finally:
             server.terminate()
             server.wait(10)

@@ -396,3 +396,27 @@ def test_close_on_an_event_closes_the_registry(server):
     assert source.closed.wait(10)
     assert error_code(read_all(body)) == "shutdown"
     assert wait_for(lambda: not [t for t in helix_threads() if replay.proc in t.name])
+
+
+def test_a_registry_made_before_a_fork_is_its_own_process_in_the_child(server, tmp_path):
+    # gunicorn --preload: the registry is made (and used) in the master, then forked
+    replay = hs.RedisReplay(server.url, heartbeat=0.5)
+    try:
+        read_all(hs.sse_stream(["before "], replay=replay))  # its threads run here
+        parent = replay.proc
+        out = tmp_path / "child"
+        pid = os.fork()
+        if pid == 0:  # the child: a stream, then report its id and threads
+            try:
+                events = read_all(hs.sse_stream(["child "], replay=replay))
+                names = [t.name for t in helix_threads() if "redis" in t.name]
+                out.write_text(json.dumps([replay.proc, texts(events), names]))
+                replay.close()
+            finally:
+                os._exit(0)
+        assert os.waitpid(pid, 0)[1] == 0
+        proc, text, names = json.loads(out.read_text())
+        assert proc != parent and text == "child "
+        assert len(names) == 2 and all(proc in n for n in names)
+    finally:
+        replay.close()

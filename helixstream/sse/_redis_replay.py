@@ -32,6 +32,7 @@ none per stream.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
@@ -121,62 +122,32 @@ class _Owned:
 class _Sink:
     """Records a feed's events in Redis. Whoever pulls the feed holds its lock and
     calls :meth:`flush` before it hands the events on: the events of several pulls go
-    in one write, sent to Redis before any reaches a client.
+    in one round trip, and none reaches a client before Redis has it."""
 
-    A running stream writes on one connection of its own (so its writes reach Redis in
-    order) and reads the replies of a write with the next one: the reply is there by
-    then, so the puller never sleeps waiting for Redis (per event of a paced source,
-    that halves the CPU a write costs)."""
-
-    __slots__ = ("_registry", "_owned", "_buffer", "_conn", "_unread")
+    __slots__ = ("_registry", "_owned", "_buffer")
 
     def __init__(self, registry: "RedisReplay", owned: _Owned) -> None:
         self._registry = registry
         self._owned = owned
         self._buffer: List[Tuple[int, bytes]] = []
-        self._conn: Any = None
-        self._unread = 0
 
     def extend(self, events: List[Tuple[int, bytes]]) -> None:
         if events:
             self._buffer.extend(events)
 
     def end(self) -> None:
-        feed = self._owned.feed
-        self.flush(end="shutdown" if feed.shutdown else (feed.outcome or "done"))
-        self.release()
+        self.flush(end="shutdown" if self._owned.feed.shutdown else (self._owned.feed.outcome or "done"))
 
     def flush(self, end: Optional[str] = None) -> None:
         owned = self._owned
         events, self._buffer = self._buffer, []
         if not owned.broken and (events or end is not None):
-            registry = self._registry
             try:
-                if self._conn is None:
-                    self._conn = registry._connection()
-                store = registry._store
-                unread, self._unread = self._unread, 0
-                store.replies(self._conn, unread)
-                self._unread = store.send(self._conn, owned.key, events, end, owned.last)
+                self._registry._write(owned.key, events, end, owned.last)
             except redis_errors() as exc:
-                self.release(broken=not isinstance(exc, registry._response_error))
-                registry._broke(owned, exc)
+                self._registry._broke(owned, exc)
         if events:
             owned.last = events[-1][0]
-
-    def release(self, broken: bool = False) -> None:
-        """Read the last replies and give the connection back (at the end)."""
-        conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        unread, self._unread = self._unread, 0
-        if not broken and unread:
-            try:
-                self._registry._store.replies(conn, unread)
-            except redis_errors() as exc:
-                broken = not isinstance(exc, self._registry._response_error)
-                self._registry._broke(self._owned, exc)
-        self._registry._give_back(conn, broken)
 
 
 class _OwnerReader:
@@ -427,13 +398,21 @@ class RedisReplay(Registry):
         self._store = RedisStore(
             client, prefix, max_events=max_events, ttl=self.ttl, lease=self.heartbeat * 1.5
         )
+        self._response_error = redis_errors()[2]
+        self._closed = False
+        self._process_state()
+
+    def _process_state(self) -> None:
+        """What belongs to this process: made again in a child after a fork (a
+        registry made before gunicorn's ``--preload`` fork serves each worker as a
+        process of its own, with its own id, heartbeat and threads)."""
+        self._pid = os.getpid()
         #: this registry's id in Redis: its heartbeat, and the owner of its streams
         self.proc = new_key("")[:12]
         self._lock = threading.RLock()
         self._owned: Dict[str, _Owned] = {}
         self._followers: Set[_Follower] = set()
         self._epoch: Optional[str] = None
-        self._closed = False
         self._warned = False
         self._stopping = threading.Event()
         self._wake = threading.Event()
@@ -441,7 +420,6 @@ class RedisReplay(Registry):
         self._subscribed = threading.Event()
         self._threads: List[threading.Thread] = []
         self._writers: List[Any] = []  # connections for writes, taken and put back
-        self._response_error = redis_errors()[2]
 
     # --- public -------------------------------------------------------------------------
     def open(self, feed: Feed, owner: Any, make_fmt: Callable[[str], EventFormat]) -> Reader:
@@ -475,10 +453,9 @@ class RedisReplay(Registry):
         if parsed is None:
             raise unknown_id()
         key, seq = parsed
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("this RedisReplay registry is closed")
         self._start()
+        if self._closed:
+            raise RuntimeError("this RedisReplay registry is closed")
         try:
             state = self._store.state(key, seq, _BATCH)
         except redis_errors():
@@ -515,6 +492,7 @@ class RedisReplay(Registry):
         """
         if not isinstance(stream_id, str):
             raise TypeError(f"stream_id must be a str, not {type(stream_id).__name__}")
+        self._here()
         with self._lock:
             owned = self._owned.get(stream_id)
         if owned is not None:
@@ -585,32 +563,23 @@ class RedisReplay(Registry):
         return f"RedisReplay(prefix={self._store.prefix!r}, proc={self.proc!r})"
 
     # --- streams -------------------------------------------------------------------------
-    def _connection(self) -> Any:
-        """A connection for a writer, from the registry's own free list (taking one
-        from the client's pool costs more than a write: measured 50-60 against 20 µs)."""
-        try:
-            return self._writers.pop()
-        except IndexError:
-            return self._store.connection()
-
-    def _give_back(self, conn: Any, broken: bool = False) -> None:
-        if broken:
-            self._store.release(conn, broken=True)
-        else:
-            self._writers.append(conn)
-
     def _write(self, key: str, events: List[Tuple[int, bytes]], end: Optional[str], last: int) -> None:
-        """One write, waiting for its replies (for the scheduler's markers)."""
-        conn = self._connection()
+        """One write, on a connection of the registry's own free list: taking one from
+        the client's pool costs more than the write (measured: 50-60 against 20 µs)."""
+        free = self._writers
+        try:
+            conn = free.pop()
+        except IndexError:
+            conn = self._store.connection()
         try:
             self._store.append(conn, key, events, end, last)
         except self._response_error:
-            self._give_back(conn)
+            free.append(conn)  # the connection is fine: Redis refused the command
             raise
         except BaseException:
-            self._give_back(conn, broken=True)
+            self._store.release(conn, broken=True)
             raise
-        self._give_back(conn)
+        free.append(conn)
 
     def _broke(self, owned: _Owned, exc: BaseException) -> None:
         """Redis did not take a write: the stream goes on for its own connection only."""
@@ -707,7 +676,12 @@ class RedisReplay(Registry):
             self._stop(owned)
 
     # --- threads -------------------------------------------------------------------------
+    def _here(self) -> None:
+        if self._pid != os.getpid():  # forked: the parent's threads and locks are not ours
+            self._process_state()
+
     def _start(self) -> None:
+        self._here()
         with self._lock:
             if self._threads or self._closed:
                 return
