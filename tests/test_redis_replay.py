@@ -420,3 +420,27 @@ def test_a_registry_made_before_a_fork_is_its_own_process_in_the_child(server, t
         assert len(names) == 2 and all(proc in n for n in names)
     finally:
         replay.close()
+
+
+def test_a_stream_parked_at_its_lookahead_runs_again_for_a_follower_elsewhere(pair):
+    a, b = pair
+
+    gate = threading.Event()
+    made: List[int] = []
+
+    def model() -> Iterator[str]:
+        for i in range(60):
+            if i == 1:
+                assert gate.wait(10)
+            made.append(i)
+            yield f"w{i} "
+
+    body = hs.sse_stream(model(), replay=a, keepalive=5)
+    _, first = read_until(body, 1)
+    body.close()
+    gate.set()  # the source runs on to the lookahead (16) and parks there
+    assert wait_for(lambda: len(made) >= 17)
+    rest = read_all(hs.sse_stream(lambda: [], replay=b, last_event_id=first[-1].last_event_id,
+                                  keepalive=5))
+    assert texts(first) + texts(rest) == "".join(f"w{i} " for i in range(60))
+    assert rest[-1].type == "done"

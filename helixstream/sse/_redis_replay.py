@@ -628,7 +628,7 @@ class RedisReplay(Registry):
                 with self._lock:
                     self._owned.pop(owned.key, None)
                 return
-        owned.feed.set_lookahead(self.detached_lookahead)
+        owned.feed.set_lookahead(None if followed else self.detached_lookahead)
         owned.driven = followed
         self._tick_now = True
         self._wake.set()
@@ -642,7 +642,7 @@ class RedisReplay(Registry):
             if owned is not None:
                 owned.followers += 1
                 owned.seen_at = self._clock()
-                owned.driven = not owned.attached
+                self._set_driven(owned, not owned.attached)
         try:
             self._store.lease(key)
             if owned is None:
@@ -650,6 +650,13 @@ class RedisReplay(Registry):
         except redis_errors():
             pass  # the follower reports it on its first read
         self._wake.set()
+
+    def _set_driven(self, owned: _Owned, driven: bool) -> None:
+        """Followed somewhere (the driver pulls it, its source runs freely) or not (its
+        source runs at most ``detached_lookahead`` ahead). Called with the lock held."""
+        if owned.driven != driven and not owned.attached:
+            owned.feed.set_lookahead(None if driven else self.detached_lookahead)
+        owned.driven = driven
 
     def _unfollow(self, follower: _Follower) -> None:
         with self._lock:
@@ -666,7 +673,7 @@ class RedisReplay(Registry):
             if owned is None:
                 return
             owned.seen_at = self._clock()
-            owned.driven = not owned.attached
+            self._set_driven(owned, not owned.attached)
         self._wake.set()
 
     def _cancelled(self, key: str) -> None:
@@ -806,9 +813,9 @@ class RedisReplay(Registry):
             for owned, seen in zip(detached, present):
                 if owned.followers > 0 or (seen and not owned.broken):
                     owned.seen_at = now
-                    owned.driven = True
+                    self._set_driven(owned, True)
                 else:
-                    owned.driven = False
+                    self._set_driven(owned, False)
                     if now - max(owned.detached_at, owned.seen_at) >= self.grace:
                         stop.append(owned)
         for owned in stop:
