@@ -22,6 +22,7 @@ import pytest
 
 from .redis_server import free_port
 from .test_sse_encoding import Dispatched, browser_events
+from .wsgi_apps import wait_until_serving
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,19 +44,8 @@ def start_gunicorn(conf: str, tmp: Path, graceful: float) -> Tuple[subprocess.Po
              "-c", str(ROOT / "tests" / "wsgi_apps" / conf), "tests.wsgi_apps.app:app"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err,
         )
-    deadline = time.monotonic() + 20
-    while True:  # wait for it to answer (a child process we started)
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                s.sendall(b"GET /pid HTTP/1.0\r\n\r\n")
-                if s.recv(64).startswith(b"HTTP/1"):
-                    return proc, port
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError("gunicorn did not start: " + log.read_text()[-2000:])
-        time.sleep(0.05)
+    wait_until_serving(proc, port, log, "gunicorn")
+    return proc, port
 
 
 class Client:

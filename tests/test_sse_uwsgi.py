@@ -18,6 +18,7 @@ from typing import Iterator
 import pytest
 
 from .redis_server import free_port
+from .wsgi_apps import wait_until_serving
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,18 +41,7 @@ def uwsgi_server(tmp_path: Path) -> Iterator[int]:
             env=env, stdout=log, stderr=log,
         )
     try:
-        deadline = time.monotonic() + 20
-        while True:  # wait for it to answer (a child process we started)
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                    s.sendall(b"GET /pid HTTP/1.0\r\n\r\n")
-                    if s.recv(64).startswith(b"HTTP/1"):
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("uwsgi did not start: " + (tmp_path / "uwsgi.log").read_text()[-2000:])
-            time.sleep(0.05)
+        wait_until_serving(proc, port, tmp_path / "uwsgi.log", "uwsgi")
         yield port
     finally:
         proc.send_signal(signal.SIGTERM)
