@@ -444,3 +444,24 @@ def test_a_stream_parked_at_its_lookahead_runs_again_for_a_follower_elsewhere(pa
                                   keepalive=5))
     assert texts(first) + texts(rest) == "".join(f"w{i} " for i in range(60))
     assert rest[-1].type == "done"
+
+
+def test_trimmed_events_and_expired_streams(server):
+    import redis
+
+    client = redis.Redis.from_url(server.url)
+    with hs.RedisReplay(server.url, max_events=10, ttl=0.3) as replay:
+        body = hs.sse_stream([f"w{i} " for i in range(400)], replay=replay)
+        events = read_all(body)
+        assert texts(events) == "".join(f"w{i} " for i in range(400))
+        old = read_all(hs.sse_stream(lambda: [], replay=replay, last_event_id=events[0].last_event_id))
+        assert error_code(old) == "events_expired"  # trimmed near max_events (MAXLEN ~)
+        recent = read_all(hs.sse_stream(lambda: [], replay=replay,
+                                        last_event_id=events[-3].last_event_id))
+        assert [e.type for e in recent] == ["message", "done"]
+        key = body.stream_id
+        # ttl after the end: the keys expire (watched through Redis, which expires them)
+        assert wait_for(lambda: not client.exists(f"helixstream:s:{key}:ev", f"helixstream:s:{key}"))
+        gone = read_all(hs.sse_stream(lambda: [], replay=replay, last_event_id=events[-3].last_event_id))
+        assert error_code(gone) == "unknown_event_id"
+    client.close()
