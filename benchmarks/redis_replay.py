@@ -118,6 +118,7 @@ def resume_latency(url: str, runs: int) -> List[float]:
                 got += next(body)
             last = [line for line in got.decode().splitlines() if line.startswith("id: ")]
             first_id = last[0][4:]
+            time.sleep(0.02)  # a real reconnect comes later than the writer's 5 ms
             start = time.perf_counter()
             again = hs.sse_stream(lambda: [], replay=b, last_event_id=first_id, keepalive=15)
             next(again)  # the opening comment

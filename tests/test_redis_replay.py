@@ -465,3 +465,24 @@ def test_trimmed_events_and_expired_streams(server):
         gone = read_all(hs.sse_stream(lambda: [], replay=replay, last_event_id=events[-3].last_event_id))
         assert error_code(gone) == "unknown_event_id"
     client.close()
+
+
+def test_a_resume_may_overtake_the_writer_and_an_id_past_the_end_is_unknown(pair):
+    a, b = pair
+    source = BlockingSource(["a "])
+    body = hs.sse_stream(source, replay=a, keepalive=5)
+    read_until(body, 1)
+    with a._flush_lock:  # the writer is held up: the next events reach the client first
+        source.feed("b ")
+        _, events = read_until(body, 1)
+        last_id = events[-1].last_event_id
+        follower = hs.sse_stream(lambda: [], replay=b, last_event_id=last_id, keepalive=5)
+        assert follower.status == 200  # not unknown: the events after it will come
+        ahead = hs.sse_stream(lambda: [], replay=b, keepalive=0.2,
+                              last_event_id=last_id.rsplit(".", 1)[0] + ".40")
+    source.feed("c ")
+    source.end()
+    assert texts(read_all(body)) == "c "  # the owner's connection pulls the stream
+    assert texts(read_all(follower)) == "c "
+    # an id past the stream's end: unknown, once the end is known
+    assert error_code(read_all(ahead)) == "unknown_event_id"

@@ -88,8 +88,8 @@ def test_a_flush_changes_the_epoch(store: RedisStore) -> None:
     key = new_key(epoch)
     store.create(key, None, "p1", 1500)
     store.client.flushall()
-    after, alive = store.alive("p1")
-    assert after is None and not alive
+    after, alive, last = store.alive("p1", key)
+    assert after is None and not alive and last is None
     again = store.epoch()
     assert again != epoch and key_epoch(new_key(again)) == again
     # a stream made with a key of the old epoch is refused (its meta is not kept)
@@ -101,9 +101,9 @@ def test_heartbeats_and_leases(store: RedisStore) -> None:
     key = new_key(store.epoch())
     epoch, present = store.heartbeat("p2", 1500, [key], [key, "nothere"])
     assert epoch == store.epoch() and present == [True, False]
-    assert store.alive("p2") == (epoch, True)
+    assert store.alive("p2", key) == (epoch, True, None)
     store.forget_process("p2")
-    assert store.alive("p2") == (epoch, False)
+    assert store.alive("p2", key) == (epoch, False, None)
 
 
 def test_a_client_made_with_decoded_replies_still_gives_bytes(server: RedisServer) -> None:

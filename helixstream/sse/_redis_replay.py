@@ -5,14 +5,18 @@ A drop-in for :class:`~helixstream.SSEReplay` that keeps streams in Redis (the k
 
     process A (owner)                     Redis                       process B
     ─────────────────                     ─────                       ─────────
-    first request ─▶ feed ─pull─▶ XADD ─▶ s:<key>:ev ─XRANGE/XREAD─▶ resume ─▶ client
+    first request ─▶ feed ─pull─▶ client
+                     │  └─queue─▶ writer ─XADD─▶ s:<key>:ev ─XRANGE/XREAD─▶ resume ─▶ client
                      ▲                    p:<A>   (heartbeat)  ◀─EXISTS─┘
                      └ driver (while detached and followed)
     listener ◀──────────── PUBLISH "cancel <key>" ─────────────── cancel(key)
 
 - The process that starts a stream owns it: it alone pulls the source (its own
   connection's reader does, and while that connection is gone the registry's one
-  driver thread does, for as long as a client reads the stream somewhere). Every
+  driver thread does, for as long as a client reads the stream somewhere). The events
+  go to Redis through the registry's writer (the driver thread, one connection: a
+  stream's writes stay in order), which sends what every stream queued in one write
+  every few milliseconds; a stream's end is written at once. Every
   resume, in any process (the owner's too), is a *follower*: it replays the events
   after the client's id from Redis and follows the live ones with ``XREAD BLOCK``
   until the end marker.
@@ -25,8 +29,8 @@ A drop-in for :class:`~helixstream.SSEReplay` that keeps streams in Redis (the k
 - ``cancel(key)`` in any process publishes on one channel; each process has one
   listener thread that stops the streams it owns.
 
-Threads: two per registry and process (the driver and scheduler, and the pub/sub
-listener), started with its first stream and ended by :meth:`RedisReplay.close`;
+Threads: two per registry and process (the driver, writer and scheduler, and the
+pub/sub listener), started with its first stream and ended by :meth:`RedisReplay.close`;
 none per stream.
 """
 from __future__ import annotations
@@ -53,6 +57,7 @@ from ._encoding import SHUTDOWN_MESSAGE, notice_bytes
 from ._registry import (
     ANY_OWNER,
     EXPIRED,
+    UNKNOWN,
     KEEPALIVE,
     Feed,
     Finished,
@@ -88,6 +93,10 @@ _DRIVE_BURST = 32
 #: each waits (not 0: see _DRIVE_WAIT).
 _MORE_PULLS = 63
 _MORE_WAIT = 0.0005
+#: How long the writer lets writes gather before it sends them (seconds), and how many
+#: may wait at most (beyond it, a stream stops writing: Redis is not keeping up).
+_WRITE_EVERY = 0.005
+_MAX_QUEUED = 100_000
 #: How long the driver waits on one stream's next chunk. Not 0: a stream's
 #: ``next_within(0)`` answers "nothing yet" before it looks at its queue.
 _DRIVE_WAIT = 0.001
@@ -121,8 +130,11 @@ class _Owned:
 
 class _Sink:
     """Records a feed's events in Redis. Whoever pulls the feed holds its lock and
-    calls :meth:`flush` before it hands the events on: the events of several pulls go
-    in one round trip, and none reaches a client before Redis has it."""
+    calls :meth:`flush` before it hands the events on: the events are queued for the
+    registry's writer (one thread, one connection, so a stream's writes stay in order),
+    which sends what every stream queued in one write about every millisecond. The
+    puller never waits for Redis (a Redis that is slow or gone does not hold up the
+    connection reading the owner)."""
 
     __slots__ = ("_registry", "_owned", "_buffer")
 
@@ -137,15 +149,14 @@ class _Sink:
 
     def end(self) -> None:
         self.flush(end="shutdown" if self._owned.feed.shutdown else (self._owned.feed.outcome or "done"))
+        # the end is written at once: a resume right after it finds the stream ended
+        self._registry._flush_writes()
 
     def flush(self, end: Optional[str] = None) -> None:
         owned = self._owned
         events, self._buffer = self._buffer, []
         if not owned.broken and (events or end is not None):
-            try:
-                self._registry._write(owned.key, events, end, owned.last)
-            except redis_errors() as exc:
-                self._registry._broke(owned, exc)
+            self._registry._enqueue(owned, events, end)
         if events:
             owned.last = events[-1][0]
 
@@ -309,9 +320,13 @@ class _Follower:
                     now = time.monotonic()
                 if now >= self._check_at:
                     self._check_at = now + registry._check_every
-                    epoch, alive = store.alive(self._proc)
+                    epoch, alive, newest = store.alive(self._proc, self._key)
                     if epoch != key_epoch(self._key):
                         self._notice(EXPIRED, _GONE_MESSAGE)
+                        continue
+                    if newest is not None and newest[2] is not None and newest[0] <= self._seq:
+                        # the stream ended before the client's id: it was never sent
+                        self._notice(UNKNOWN, "Cannot resume: this event id was never sent.")
                         continue
                     if not alive:  # the owner died: read what it wrote before that
                         self._take(store.after(self._key, self._seq, 1_000_000))
@@ -420,6 +435,13 @@ class RedisReplay(Registry):
         self._subscribed = threading.Event()
         self._threads: List[threading.Thread] = []
         self._writers: List[Any] = []  # connections for writes, taken and put back
+        self._driven: Set[_Owned] = set()  # the streams the driver pulls
+        # events waiting for the writer (the driver thread): (stream, events, end, last)
+        self._queue: List[Tuple[_Owned, List[Tuple[int, bytes]], Optional[str], int]] = []
+        self._queue_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._queued_at: Optional[float] = None  # when the oldest queued write came
+        self._writer_idle = True
 
     # --- public -------------------------------------------------------------------------
     def open(self, feed: Feed, owner: Any, make_fmt: Callable[[str], EventFormat]) -> Reader:
@@ -466,8 +488,12 @@ class RedisReplay(Registry):
             raise unknown_id()
         last = state.last
         last_event = 0 if last is None else (last[0] - 1 if last[2] is not None else last[0])
-        if seq > last_event:
+        if seq > last_event and (
+            (last is not None and last[2] is not None) or seq - last_event > self.max_events
+        ):
             raise unknown_id("Cannot resume: this event id was never sent.")
+        # (a running stream's newest events may still be on their way to Redis: the
+        # follower waits for the events after ``seq``)
         first = state.first
         if first is not None and first[0] > seq + 1:
             raise ResumeError(EXPIRED, "Cannot resume: the events after this id are no longer kept.")
@@ -546,14 +572,15 @@ class RedisReplay(Registry):
             follower.shutdown = True
         for entry in owned:
             self._stop(entry, shutdown=True)
-        try:
-            self._store.forget_process(self.proc)
-        except redis_errors():
-            pass
         self._stopping.set()
         self._wake.set()
         for thread in self._threads:
             thread.join(5.0)
+        self._flush_writes()  # the end markers (if the driver had ended already)
+        try:
+            self._store.forget_process(self.proc)
+        except redis_errors():
+            pass
         while self._writers:
             self._store.release(self._writers.pop())
         if self._owns_client:
@@ -563,23 +590,86 @@ class RedisReplay(Registry):
         return f"RedisReplay(prefix={self._store.prefix!r}, proc={self.proc!r})"
 
     # --- streams -------------------------------------------------------------------------
-    def _write(self, key: str, events: List[Tuple[int, bytes]], end: Optional[str], last: int) -> None:
-        """One write, on a connection of the registry's own free list: taking one from
-        the client's pool costs more than the write (measured: 50-60 against 20 µs)."""
-        free = self._writers
+    def _connection(self) -> Any:
+        """A connection for a write, from the registry's own free list (taking one
+        from the client's pool costs more than a write: measured 50-60 against 20 µs)."""
         try:
-            conn = free.pop()
+            return self._writers.pop()
         except IndexError:
-            conn = self._store.connection()
+            return self._store.connection()
+
+    def _give_back(self, conn: Any, broken: bool = False) -> None:
+        if broken:
+            self._store.release(conn, broken=True)
+        else:
+            self._writers.append(conn)
+
+    def _write(self, key: str, events: List[Tuple[int, bytes]], end: Optional[str], last: int) -> None:
+        """One write now, waiting for its replies (the scheduler's end markers)."""
+        conn = self._connection()
         try:
             self._store.append(conn, key, events, end, last)
         except self._response_error:
-            free.append(conn)  # the connection is fine: Redis refused the command
+            self._give_back(conn)  # the connection is fine: Redis refused the command
             raise
         except BaseException:
-            self._store.release(conn, broken=True)
+            self._give_back(conn, broken=True)
             raise
-        free.append(conn)
+        self._give_back(conn)
+
+    def _enqueue(
+        self, owned: _Owned, events: List[Tuple[int, bytes]], end: Optional[str]
+    ) -> None:
+        """Queue a stream's events for the writer (wakes it only when it is idle: the
+        writes of a millisecond go together)."""
+        with self._queue_lock:
+            full = len(self._queue) >= _MAX_QUEUED
+            if not full:
+                if not self._queue:
+                    self._queued_at = time.monotonic()
+                self._queue.append((owned, events, end, owned.last))
+                wake, self._writer_idle = self._writer_idle, False
+        if full:
+            self._broke(owned, OverflowError(f"{_MAX_QUEUED} writes are waiting for Redis"))
+        elif wake:
+            self._wake.set()
+
+    def _flush_writes(self) -> bool:
+        """Write what is queued, in one ``sendall``, and read the replies (in the
+        driver thread, or a stream's puller at its end); False if nothing was queued.
+        One flush at a time: the writes of a stream reach Redis in order."""
+        with self._flush_lock:
+            return self._flush_locked()
+
+    def _flush_locked(self) -> bool:
+        with self._queue_lock:
+            batch, self._queue = self._queue, []
+            self._queued_at = None
+        if not batch:
+            return False
+        commands: List[bytes] = []
+        streams: List[_Owned] = []
+        for owned, events, end, last in batch:
+            if not owned.broken:
+                encoded = self._store.encode(owned.key, events, end, last)
+                commands.extend(encoded)
+                streams.extend([owned] * len(encoded))
+        if not commands:
+            return True
+        conn = self._connection()
+        try:
+            conn.send_packed_command([b"".join(commands)], check_health=False)
+            failures = self._store.read_replies(conn, len(commands))
+        except redis_errors() as exc:
+            self._give_back(conn, broken=True)
+            for owned in set(streams):
+                self._broke(owned, exc)
+            return True
+        self._give_back(conn)
+        for owned, failure in zip(streams, failures):
+            if failure is not None and not owned.broken:
+                self._broke(owned, failure)
+        return True
 
     def _broke(self, owned: _Owned, exc: BaseException) -> None:
         """Redis did not take a write: the stream goes on for its own connection only."""
@@ -629,7 +719,10 @@ class RedisReplay(Registry):
                     self._owned.pop(owned.key, None)
                 return
         owned.feed.set_lookahead(None if followed else self.detached_lookahead)
-        owned.driven = followed
+        with self._lock:
+            owned.driven = followed
+            if followed:
+                self._driven.add(owned)
         self._tick_now = True
         self._wake.set()
 
@@ -657,6 +750,10 @@ class RedisReplay(Registry):
         if owned.driven != driven and not owned.attached:
             owned.feed.set_lookahead(None if driven else self.detached_lookahead)
         owned.driven = driven
+        if driven:
+            self._driven.add(owned)
+        else:
+            self._driven.discard(owned)
 
     def _unfollow(self, follower: _Follower) -> None:
         with self._lock:
@@ -740,19 +837,27 @@ class RedisReplay(Registry):
                 self._tick_now = False
                 self._tick()
                 next_tick = time.monotonic() + self._check_every
+            queued_at = self._queued_at
+            if queued_at is not None and time.monotonic() - queued_at >= _WRITE_EVERY:
+                self._flush_writes()  # what came in the last few milliseconds, at once
             moved = self._drive()
-            with self._lock:
-                driving = any(o.driven and not o.attached for o in self._owned.values())
+            driving = bool(self._driven)
+            with self._queue_lock:
+                queued_at = self._queued_at
+                self._writer_idle = queued_at is None
             timeout = max(0.0, next_tick - time.monotonic())
             if driving:
                 timeout = 0.0 if moved else min(timeout, poll)
+            if queued_at is not None:
+                timeout = min(timeout, max(0.0, queued_at + _WRITE_EVERY - time.monotonic()))
             if timeout > 0:
                 self._wake.wait(timeout)
             self._wake.clear()
+        self._flush_writes()
 
     def _drive(self) -> bool:
         with self._lock:
-            driven = [o for o in self._owned.values() if o.driven and not o.attached]
+            driven = [o for o in self._driven if not o.attached]
         moved = False
         for owned in driven:
             if not owned.lock.acquire(blocking=False):
@@ -771,6 +876,7 @@ class RedisReplay(Registry):
             if owned.feed.ended:
                 with self._lock:
                     self._owned.pop(owned.key, None)
+                    self._driven.discard(owned)
         return moved
 
     def _tick(self) -> None:
@@ -822,7 +928,7 @@ class RedisReplay(Registry):
             self._stop(owned)
         with self._lock:  # forget the streams that ended with nobody of ours reading
             for key in [k for k, o in self._owned.items() if o.feed.ended and not o.attached]:
-                del self._owned[key]
+                self._driven.discard(self._owned.pop(key))
 
     def _owned_list(self) -> List[_Owned]:
         with self._lock:
