@@ -621,7 +621,7 @@ class RedisReplay(Registry):
         self, owned: _Owned, events: List[Tuple[int, bytes]], end: Optional[str]
     ) -> None:
         """Queue a stream's events for the writer (wakes it only when it is idle: the
-        writes of a millisecond go together)."""
+        writes of a few milliseconds go together)."""
         with self._queue_lock:
             full = len(self._queue) >= _MAX_QUEUED
             if not full:
@@ -656,12 +656,14 @@ class RedisReplay(Registry):
                 streams.extend([owned] * len(encoded))
         if not commands:
             return True
-        conn = self._connection()
+        conn = None
         try:
+            conn = self._connection()
             conn.send_packed_command([b"".join(commands)], check_health=False)
             failures = self._store.read_replies(conn, len(commands))
         except redis_errors() as exc:
-            self._give_back(conn, broken=True)
+            if conn is not None:
+                self._give_back(conn, broken=True)
             for owned in set(streams):
                 self._broke(owned, exc)
             return True
