@@ -12,7 +12,7 @@ import random
 import re
 import threading
 import time
-from typing import Callable, Iterator, List, Optional
+from typing import Callable, List, Optional
 
 from ._chunk import StreamChunk
 from ._errors import ConfigError
@@ -88,17 +88,8 @@ class SimulatedLLM:
     def __len__(self) -> int:
         return len(self.tokens)
 
-    def __iter__(self) -> Iterator[object]:
-        gap = 1.0 / self.tokens_per_second
-        due = self._clock() + self.first_token_delay
-        for token in self.tokens:
-            left = due - self._clock()
-            if left > 0 and self._closed.wait(left):
-                return
-            if self._closed.is_set():
-                return
-            yield StreamChunk(token, tokens=1) if self.chunks else token
-            due += gap * (1 + self.jitter * (2 * self._random.random() - 1))
+    def __iter__(self) -> "_Tokens":
+        return _Tokens(self)
 
     def close(self) -> None:
         """Stop: a wait in progress ends at once and no more tokens come."""
@@ -110,3 +101,50 @@ class SimulatedLLM:
     def closed(self) -> bool:
         """Whether :meth:`close` was called."""
         return self._closed.is_set()
+
+
+class _Tokens:
+    """One run of a :class:`SimulatedLLM`: its tokens at their due times. It can wait
+    for the next one with a timeout (``wait_ready``), so a stream's ``next_within``
+    reads it without a thread of its own."""
+
+    def __init__(self, model: SimulatedLLM) -> None:
+        self._model = model
+        self._gap = 1.0 / model.tokens_per_second
+        self._due = model._clock() + model.first_token_delay
+        self._index = 0
+
+    def __iter__(self) -> "_Tokens":
+        return self
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait until the next token is due, the model is closed, or ``timeout``
+        seconds pass; True unless the timeout came first."""
+        model = self._model
+        if self._index >= len(model.tokens) or model._closed.is_set():
+            return True
+        left = self._due - model._clock()
+        if left <= 0:
+            return True
+        if timeout < left:
+            model._closed.wait(max(0.0, timeout))
+            return model._closed.is_set()
+        model._closed.wait(left)
+        return True
+
+    def __next__(self) -> object:
+        model = self._model
+        if self._index >= len(model.tokens):
+            raise StopIteration
+        left = self._due - model._clock()
+        if left > 0 and model._closed.wait(left):
+            raise StopIteration
+        if model._closed.is_set():
+            raise StopIteration
+        token = model.tokens[self._index]
+        self._index += 1
+        self._due += self._gap * (1 + model.jitter * (2 * model._random.random() - 1))
+        return StreamChunk(token, tokens=1) if model.chunks else token
+
+    def close(self) -> None:
+        self._model.close()

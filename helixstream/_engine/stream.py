@@ -91,6 +91,12 @@ class _Core:
         self.name = name
         self.source = source
         self.iterator: Iterator[Any] = iter(source)
+        # a source that can wait for its next item with a timeout (``wait_ready``):
+        # next_within() then needs no pump thread
+        wait_ready = getattr(self.iterator, "wait_ready", None)
+        self.wait_ready: Optional[Callable[[float], bool]] = (
+            wait_ready if callable(wait_ready) else None
+        )
         self.user_stop = stop
         self.stop = threading.Event()  # internal: stages wait on it (the rate limiter)
         self.queue_size = queue_size
@@ -394,6 +400,7 @@ class _Core:
         stopped = self.stopped
         user = self.user_stop
         nxt = self.iterator.__next__
+        wait_ready = self.wait_ready
         batch: List[Any] = []
         taken = 0
         try:
@@ -401,6 +408,21 @@ class _Core:
                 if self.stopping or user is not None and stopped():
                     raise Stopped
                 if self.pipe is None:  # inline: the reader reads the source
+                    deadline = self.deadline
+                    if deadline is not None and wait_ready is not None:
+                        # next_within(): wait for the source until the deadline, in
+                        # this thread (a close from another thread closes the source,
+                        # which ends the wait)
+                        self.in_source = True
+                        try:
+                            ready = wait_ready(max(0.0, deadline - time.monotonic()))
+                        finally:
+                            self.in_source = False
+                        if self.stopping or user is not None and stopped():
+                            raise Stopped
+                        if not ready:
+                            yield IDLE
+                            continue
                     self.in_source = True
                     try:
                         raw = nxt()
@@ -564,10 +586,13 @@ class ChunkStream:
 
         Raises ``StopIteration`` at the end of the stream, and the stream's error if it
         failed, like ``next()``. Server-Sent Events use this to send keep-alives. The
-        first call moves the reading of the source to a thread of its own.
+        first call moves the reading of the source to a thread of its own, unless the
+        source can wait for its next item with a timeout (its iterator has
+        ``wait_ready(timeout) -> bool``, as :class:`SimulatedLLM` and
+        :class:`~helixstream.sources.Channel` do): then this thread waits on it.
         """
         core = self._core
-        if core.pipe is None and not self._done:
+        if core.pipe is None and not self._done and core.wait_ready is None:
             core.start_pump()
         core.deadline = time.monotonic() + max(0.0, timeout)
         try:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import queue
 from typing import (
     Any,
     Callable,
@@ -105,6 +106,21 @@ class Channel:
     # the reading side ----------------------------------------------------------------
     def __iter__(self) -> "Channel":
         return self
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for something to read (an item, the end, or a
+        failure); True when the next ``next()`` will not block. A stream's
+        ``next_within`` uses it, so that a channel needs no thread to be read with a
+        timeout."""
+        if self._batch:
+            return True
+        try:
+            self._batch.extend(self._pipe.get_all(max(0.0, timeout)))
+        except queue.Empty:
+            return False
+        except PipeClosed:
+            return True
+        return True
 
     def __next__(self) -> Union[str, bytes, StreamChunk]:
         batch = self._batch

@@ -109,6 +109,16 @@ def format_sse_event(
     return "".join(parts)
 
 
+def encode_event(event: Optional[str], data: str, id_text: str) -> bytes:
+    """``format_sse_event(event, data, id_text)`` as UTF-8, for an event name and an id
+    already known to be valid (checked once per stream, not once per event)."""
+    if "\n" in data or "\r" in data:
+        return format_sse_event(event, data, id_text).encode("utf-8")
+    if event:
+        return f"event: {event}\ndata: {data}\nid: {id_text}\n\n".encode("utf-8")
+    return f"data: {data}\nid: {id_text}\n\n".encode("utf-8")
+
+
 def format_sse_comment(text: str) -> str:
     """Encode a comment: every line of ``text`` prefixed with ``:``; no empty line after.
 

@@ -20,7 +20,7 @@ import abc
 import math
 import threading
 import time
-from typing import Any, Callable, List, Optional, Protocol, Tuple
+from typing import Any, Callable, List, Optional, Protocol, Set, Tuple
 
 from .._chunk import StreamChunk
 from .._engine import ChunkStream, set_lookahead
@@ -28,7 +28,7 @@ from .._engine import stop as _stop
 from .._errors import ConfigError
 from .._formats import EventFormat, Events
 from .._tokens import estimate_tokens
-from ._encoding import error_payload, format_sse_event, new_error_id
+from ._encoding import check_event_name, encode_event, error_payload, new_error_id
 
 #: A keep-alive comment: what a reader returns after ``keepalive`` seconds of silence.
 KEEPALIVE = b": keep-alive\n"
@@ -267,6 +267,10 @@ class Feed:
         self.shutdown = False  # stopped by a registry's close(): readers get "shutdown"
         self._cancelled = False
         self._recorded: List[Tuple[int, bytes]] = []
+        # count tokens chunk by chunk only when progress events need the running count
+        # or the stream's aggregate cannot give the total at the end
+        self._count = progress or not _has_token_total(stream)
+        self._names: Set[str] = set()  # event names already checked
 
     def bind(self, key: str, fmt: EventFormat, sink: Optional[Sink]) -> None:
         """Number the events ``"<key>.<n>"``, write them with ``fmt``, record them in
@@ -293,7 +297,10 @@ class Feed:
 
     def _emit(self, out: List[bytes], event: Optional[str], data: str) -> None:
         seq = self.seq + 1
-        encoded = format_sse_event(event, data, self.prefix + str(seq)).encode("utf-8")
+        if event is not None and event not in self._names:
+            check_event_name(event)  # once per name: a format's names are fixed
+            self._names.add(event)
+        encoded = encode_event(event, data, self.prefix + str(seq))
         self.seq = seq  # only once encoded: ids have no gaps
         if self.sink is not None:
             self._recorded.append((seq, encoded))
@@ -354,10 +361,11 @@ class Feed:
                 return self._fail(exc)
             assert chunk is not None
             text = chunk.content
-            if chunk.tokens is not None:
-                self.tokens += chunk.tokens
-            elif text:
-                self.tokens += estimate_tokens(text)
+            if self._count:
+                if chunk.tokens is not None:
+                    self.tokens += chunk.tokens
+                elif text:
+                    self.tokens += estimate_tokens(text)
             if not text:
                 continue  # a chunk with no text (usage, metadata): no event
             out = []
@@ -403,6 +411,14 @@ class Feed:
             self._emit_all(out, self.fmt.failure(notice))
         self._end("cancelled")
         return out
+
+
+def _has_token_total(stream: ChunkStream) -> bool:
+    try:
+        int(stream.get_result().total_tokens)
+    except (TypeError, AttributeError, ValueError):
+        return False
+    return True
 
 
 class LiveReader:

@@ -44,6 +44,9 @@ __all__ = ["EventLog", "SSEReplay"]
 #: tracemalloc on CPython 3.11, rounded up.
 _EVENT_OVERHEAD = 96
 _ENTRY_OVERHEAD = 2048
+#: A running stream's growth is counted against ``max_bytes`` in steps of this many
+#: bytes (about 30 events), so the registry's lock is not taken for every event.
+_COUNT_STEP = 4096
 
 
 class EventLog:
@@ -266,6 +269,7 @@ class _Entry:
         "timer",
         "stopping",
         "counted",
+        "uncounted",
         "__weakref__",
     )
 
@@ -279,6 +283,7 @@ class _Entry:
         self.timer: Optional[List[Any]] = None  # the grace period of a detached stream
         self.stopping = False  # cancel() or close() took it
         self.counted = 0  # the bytes the registry counts for it (-1: no longer counted)
+        self.uncounted = 0  # growth not yet counted (told in steps of _COUNT_STEP)
 
 
 class _LogReader:
@@ -317,7 +322,7 @@ class _LogReader:
             if self._over or entry.reader is not self:
                 return None  # ended, or another connection took the stream over
             try:
-                events = log.after(self._cursor)
+                events = log.after(self._cursor) if log.last_seq != self._cursor else []
             except ResumeError as exc:  # overtaken by a full log
                 self._over = True  # this error event is the last
                 return notice_bytes(feed.fmt, exc.code, exc.message)
@@ -369,7 +374,7 @@ class SSEReplay(Registry):
             per event and per stream); beyond it the oldest finished streams are
             forgotten first, then the oldest events of running streams that their client
             already received are dropped (never one still on its way to it).
-            Default 64 MiB.
+            Default 64 MiB. A running stream's growth is counted in steps of 4 KiB.
         detached_lookahead: while no client reads a stream (during ``grace``), its
             source may run at most this many chunks ahead of what was sent, beyond
             what was already queued when the client left (default 16): a departed
@@ -579,12 +584,18 @@ class SSEReplay(Registry):
     # --- memory ------------------------------------------------------------------------
     def _grew(self, entry: _Entry, grown: int) -> None:
         """A log grew by ``grown`` bytes, or ended (0): called by the log, outside its
-        lock."""
+        lock, by the one thread that pulls the stream. The registry's lock is taken
+        once per ``_COUNT_STEP`` bytes of growth (and at the end), not per event."""
+        pending = entry.uncounted + grown
+        if grown and pending < _COUNT_STEP:
+            entry.uncounted = pending
+            return
+        entry.uncounted = 0
         with self._lock:
             if entry.counted < 0:
                 return  # forgotten already
-            entry.counted += grown
-            self._used += grown
+            entry.counted += pending
+            self._used += pending
             self._shrink_locked()
 
     def _uncount(self, entry: _Entry) -> None:

@@ -1,0 +1,136 @@
+"""Sources that can wait for their next item (``wait_ready(timeout)``): a stream's
+``next_within`` reads them in the reader's own thread, so an event stream with
+keep-alives needs no source thread (issue 11: one thread wake-up per event, not two).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import List
+
+import pytest
+
+import helixstream as hs
+from helixstream.sources import Channel
+from helixstream.sse import sse_stream
+
+from .conftest import wait_for
+from .test_sse_encoding import browser_events
+
+KEEPALIVE = b": keep-alive\n"
+
+
+def source_threads() -> List[str]:
+    return [t.name for t in threading.enumerate() if t.name.endswith("-source")]
+
+
+@pytest.mark.timeout(30)
+def test_an_event_stream_of_a_simulated_model_reads_it_in_the_server_thread() -> None:
+    model = hs.SimulatedLLM("one two three four", tokens_per_second=200,
+                            first_token_delay=0.3, jitter=0)
+    body = sse_stream(model, keepalive=0.1)
+    pieces = []
+    try:
+        for piece in body:
+            pieces.append(piece)
+            assert source_threads() == []  # no thread reads the model
+    finally:
+        body.close()
+    assert KEEPALIVE in pieces[:4]  # the first token's delay was filled with keep-alives
+    events = browser_events(b"".join(pieces))
+    assert "".join(e.data for e in events if e.type == "message") == "one two three four"
+    assert events[-1].type == "done"
+
+
+@pytest.mark.timeout(30)
+def test_next_within_on_a_channel_times_out_without_a_thread_and_then_delivers() -> None:
+    channel = Channel()
+    output, _ = hs.EnhancedStreamer().stream_buffered(channel)
+    with output:
+        assert output.next_within(0.05) is None  # nothing yet: a timeout, not a block
+        assert source_threads() == []
+        channel.send("hello ")
+        chunk = output.next_within(5)
+        assert chunk is not None and chunk.content == "hello "
+        channel.close()
+        with pytest.raises(StopIteration):
+            output.next_within(5)
+
+
+@pytest.mark.timeout(30)
+def test_a_buffer_holding_a_partial_word_still_times_out_at_the_deadline() -> None:
+    channel = Channel()
+    output, _ = hs.EnhancedStreamer(hs.StreamConfig(buffer_type="word")).stream_buffered(channel)
+    with output:
+        channel.send("hel")
+        channel.send("lo")  # items arrive, but no word is complete
+        started = time.monotonic()
+        assert output.next_within(0.2) is None
+        assert time.monotonic() - started < 5
+        channel.send(" world ")
+        chunk = output.next_within(5)
+        assert chunk is not None and chunk.content == "hello "
+        channel.close()
+
+
+@pytest.mark.timeout(30)
+def test_closing_from_another_thread_ends_a_wait_on_the_source_at_once() -> None:
+    model = hs.SimulatedLLM("never said", tokens_per_second=10, first_token_delay=60)
+    output, get_result = hs.EnhancedStreamer().stream_buffered(model)
+    waiting = threading.Event()
+    outcome: List[object] = []
+
+    def read() -> None:
+        waiting.set()
+        try:
+            outcome.append(output.next_within(30))
+        except StopIteration:
+            outcome.append("end")
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    assert waiting.wait(5)
+    assert wait_for(lambda: output._core.in_source, timeout=5)  # inside the source's wait
+    started = time.monotonic()
+    output.close()
+    reader.join(5)
+    assert not reader.is_alive()
+    assert time.monotonic() - started < 2
+    assert outcome == ["end"]
+    assert model.closed
+    assert get_result().cancelled
+
+
+@pytest.mark.timeout(30)
+def test_a_stop_signal_ends_a_wait_on_the_source() -> None:
+    stop = hs.StopSignal()
+    model = hs.SimulatedLLM("never said", tokens_per_second=10, first_token_delay=60)
+    output, get_result = hs.EnhancedStreamer().stream_buffered(model, stop=stop)
+    timer = threading.Timer(0.1, stop.set)
+    timer.start()
+    try:
+        with pytest.raises(StopIteration):
+            output.next_within(30)
+    finally:
+        timer.cancel()
+    assert model.closed
+    assert get_result().cancelled
+
+
+@pytest.mark.timeout(30)
+def test_a_simulated_model_read_with_and_without_timeouts_gives_the_same_tokens() -> None:
+    text = "The quick brown fox jumps over the lazy dog. " * 3
+    plain = list(hs.SimulatedLLM(text, tokens_per_second=5000, first_token_delay=0, seed=1))
+    output, _ = hs.EnhancedStreamer().stream_buffered(
+        hs.SimulatedLLM(text, tokens_per_second=5000, first_token_delay=0, seed=1)
+    )
+    got = []
+    with output:
+        while True:
+            try:
+                chunk = output.next_within(0.0005)
+            except StopIteration:
+                break
+            if chunk is not None:
+                got.append(chunk.content)
+    assert "".join(got) == "".join(plain) == text
