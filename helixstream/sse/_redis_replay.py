@@ -93,6 +93,8 @@ _DRIVE_BURST = 32
 #: each waits (not 0: see _DRIVE_WAIT).
 _MORE_PULLS = 63
 _MORE_WAIT = 0.0005
+#: A pull that took less than this found its chunk queued (seconds).
+_AT_ONCE = 0.0001
 #: How long the writer lets writes gather before it sends them (seconds), and how many
 #: may wait at most (beyond it, a stream stops writing: Redis is not keeping up).
 _WRITE_EVERY = 0.005
@@ -204,7 +206,7 @@ class _OwnerReader:
                 events = feed.pull(keepalive)
                 # a chunk that was there at once may have others behind it: what is
                 # there goes in the same round trip (a chunk we waited for is alone)
-                if events and time.monotonic() - start < _MORE_WAIT:
+                if events and time.monotonic() - start < _AT_ONCE:
                     for _ in range(_MORE_PULLS):
                         more = feed.pull(_MORE_WAIT)
                         if not more:
