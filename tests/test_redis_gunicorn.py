@@ -10,6 +10,7 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -172,4 +173,27 @@ def test_a_cancel_sent_to_the_other_worker_closes_the_source(gunicorn: Gunicorn)
     took = float((gunicorn.marks / closed[0]).read_text()) - sent
     assert took < 0.5, took  # from the request to the source closed in the owner
     conn.close()
+    other.close()
+
+
+def test_a_follower_on_the_other_worker_learns_that_the_owner_was_killed(
+    gunicorn: Gunicorn,
+) -> None:
+    conn = gunicorn.connect()
+    resp, sse = stream(conn, "n=10000&interval=0.05")
+    owner = int(resp.getheader("X-Worker"))
+    events = sse.events()
+    first = next(events)
+    conn.close()  # the owner goes on during grace (10 s)
+    other, pid = gunicorn.connection_to(owner, other=True)
+    resp, sse = stream(other, "", last_event_id=first["id"])
+    assert int(resp.getheader("X-Worker")) == pid != owner
+    following = sse.events()
+    next(following)  # it follows the live stream
+    os.kill(owner, signal.SIGKILL)
+    killed = time.monotonic()
+    rest = list(following)
+    took = time.monotonic() - killed
+    assert json.loads(rest[-1]["data"])["code"] == "producer_lost"
+    assert took <= 2 * 0.5 + 0.3, took  # two heartbeats of the app's registry (0.5 s)
     other.close()
