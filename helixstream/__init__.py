@@ -41,6 +41,7 @@ from ._stages import BufferStage, Stage
 from .sse import (
     SSE_HEADERS,
     EventLog,
+    RedisReplay,
     SSEBody,
     SSEReplay,
     SSEWriter,
@@ -78,6 +79,7 @@ __all__ = [
     "RateLimitStage",
     "RateLimiter",
     "RedisRateLimiter",
+    "RedisReplay",
     "SSEBody",
     "SSEReplay",
     "SSEWriter",

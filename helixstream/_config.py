@@ -32,6 +32,7 @@ import yaml
 from ._aggregate import aggregate
 from ._errors import ConfigError
 from ._progress import ProgressCallback
+from ._redis_rate import RedisRateLimiter
 from ._streamer import EnhancedStreamer, StreamConfig, StreamResult
 
 __all__ = ["StreamingSettings", "load_config", "OptimizationService", "FILE_KEYS"]
@@ -51,7 +52,12 @@ FILE_KEYS = (
     "prefetch",
     "language",
     "telemetry",
+    "rate_limiter",
 )
+
+#: The keys of ``rate_limiter`` (a limiter shared through Redis); ``redis``, ``key``
+#: and ``tokens_per_second`` are required.
+LIMITER_KEYS = ("redis", "key", "tokens_per_second", "burst", "on_error", "timeout", "prefix")
 
 
 def _check_enabled(instance: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
@@ -221,10 +227,40 @@ def _settings(data: Any) -> StreamingSettings:
         raise ConfigError(_unknown(unknown, FILE_KEYS, "optimization.streaming"))
     values = dict(streaming)
     enabled = values.pop("enabled", True)
+    if values.get("rate_limiter") is not None:
+        values["rate_limiter"] = _redis_limiter(values["rate_limiter"])
     try:
         return StreamingSettings(enabled=enabled, stream=StreamConfig(**values))
     except ConfigError as exc:
         raise ConfigError(f"optimization.streaming: {exc}") from None
+
+
+def _redis_limiter(spec: Any) -> Any:
+    """``rate_limiter: {redis: URL, key: ..., tokens_per_second: ..., burst: ...}``: a
+    :class:`RedisRateLimiter` (made without connecting: Redis is reached on the first
+    stream)."""
+    where = "optimization.streaming.rate_limiter"
+    if not isinstance(spec, Mapping):
+        raise ConfigError(
+            f"{where} must be a mapping such as {{redis: 'redis://host:6379/0', key: 'api', "
+            f"tokens_per_second: 40}} (got {type(spec).__name__})"
+        )
+    unknown = [k for k in spec if k not in LIMITER_KEYS]
+    if unknown:
+        raise ConfigError(_unknown(unknown, LIMITER_KEYS, where))
+    missing = [k for k in ("redis", "key", "tokens_per_second") if k not in spec]
+    if missing:
+        raise ConfigError(f"{where}: missing key(s) {', '.join(repr(k) for k in missing)}")
+    url = spec["redis"]
+    if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"{where}.redis must be a redis:// URL (got {url!r})")
+    options = {k: spec[k] for k in ("burst", "on_error", "timeout", "prefix") if k in spec}
+    try:
+        return RedisRateLimiter(url, spec["key"], spec["tokens_per_second"], **options)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 class OptimizationService:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Iterator, List, Optional
 
 import pytest
+import yaml
 
 import helixstream as hs
 
@@ -164,3 +165,43 @@ def test_bad_arguments_are_config_errors():
         hs.RedisRateLimiter(url, "", 5)
     with pytest.raises(TypeError, match="Redis URL or a redis.Redis client"):
         hs.RedisRateLimiter(42, "k", 5)
+
+
+def test_a_yaml_file_names_a_redis_limiter(server, tmp_path):
+    path = tmp_path / "helix.yaml"
+    path.write_text(textwrap.dedent(f"""
+        optimization:
+          streaming:
+            buffer_type: word
+            rate_limiter:
+              redis: "{server.url}"
+              key: "model-a"
+              tokens_per_second: 200
+              burst: 2
+    """))
+    settings = hs.load_config(path)
+    limiter = settings.stream.rate_limiter
+    assert isinstance(limiter, hs.RedisRateLimiter)
+    assert limiter.key == "helixstream:rate:model-a" and limiter.tokens_per_second == 200
+    assert limiter.burst == 2
+    output, _ = hs.OptimizationService(settings).stream_enhanced(["a b c d "])
+    assert [c.content for c in output] == ["a ", "b ", "c ", "d "]
+    assert stored(server, "model-a") > 0  # the schedule is in Redis
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("rate_limiter: 5", "must be a mapping"),
+        ("rate_limiter: {redis: 'redis://x', key: k}", "missing key(s) 'tokens_per_second'"),
+        ("rate_limiter: {redis: 'http://x', key: k, tokens_per_second: 5}", "redis:// URL"),
+        ("rate_limiter: {redis: 'redis://x', key: k, tokens_per_second: 5, bust: 2}",
+         "did you mean 'burst'"),
+        ("rate_limiter: {redis: 'redis://x', key: k, tokens_per_second: 0}", "tokens_per_second"),
+    ],
+)
+def test_a_bad_redis_limiter_in_yaml_is_a_config_error(spec, message):
+    pytest.importorskip("redis", reason="redis-py is not installed")
+    with pytest.raises(hs.ConfigError) as info:
+        hs.load_config({"optimization": {"streaming": yaml.safe_load(spec)}})
+    assert message in str(info.value) and "rate_limiter" in str(info.value)

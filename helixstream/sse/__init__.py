@@ -113,6 +113,7 @@ from __future__ import annotations
 
 from ._body import SSEBody, sse_stream, stream_chunks_to_sse
 from ._encoding import DONE_DATA, SSE_HEADERS, SSEWriter, format_sse_comment, format_sse_event
+from ._redis_replay import RedisReplay
 from ._registry import Registry
 from ._replay import EventLog, SSEReplay
 
@@ -120,6 +121,7 @@ __all__ = [
     "DONE_DATA",
     "SSE_HEADERS",
     "EventLog",
+    "RedisReplay",
     "Registry",
     "SSEBody",
     "SSEReplay",
