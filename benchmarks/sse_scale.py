@@ -162,12 +162,13 @@ class ScheduledModel:
 class WaitingModel(ScheduledModel):
     """The same model, able to wait for its next token with a timeout (``wait_ready``),
     as ``helixstream.SimulatedLLM``'s iterator is: a stream's ``next_within`` then reads
-    it in the request's own thread, with no thread of its own. It waits on an event
-    that ``close()`` sets."""
+    it in the request's own thread, with no thread of its own. It waits with
+    ``time.sleep``, as the baseline and ``ScheduledModel`` do (so a ``close()`` is
+    seen when the current wait ends), so that all variants pay the same for the
+    model."""
 
     def __init__(self, tokens: List[str], start: float, gap: float) -> None:
         super().__init__(tokens, start, gap)
-        self._closing = threading.Event()
         self._k = 0
 
     def __iter__(self) -> "WaitingModel":  # type: ignore[override]
@@ -180,9 +181,9 @@ class WaitingModel(ScheduledModel):
         if left <= 0:
             return True
         if timeout < left:
-            self._closing.wait(timeout)
+            time.sleep(max(0.0, timeout))
             return self.closed
-        self._closing.wait(left)
+        time.sleep(left)
         return True
 
     def __next__(self) -> str:
@@ -191,15 +192,11 @@ class WaitingModel(ScheduledModel):
             raise StopIteration
         left = self.start + k * self.gap - time.monotonic()
         if left > 0:
-            self._closing.wait(left)
+            time.sleep(left)
         if self.closed:
             raise StopIteration
         self._k = k + 1
         return self.tokens[k]
-
-    def close(self) -> None:
-        super().close()
-        self._closing.set()
 
 
 def _sse_data(text: str) -> bytes:
