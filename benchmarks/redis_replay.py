@@ -167,8 +167,41 @@ def source(offset):
             time.sleep(wait)
         yield f"{time.time():.6f} "
 
+
+class Waiting:
+    # The same model, able to wait for its next token with a timeout (wait_ready, as
+    # hs.SimulatedLLM can): the stream needs no source thread. Waits with time.sleep.
+
+    def __init__(self, offset):
+        self.t0 = start + offset
+        self.i = 0
+
+    def __iter__(self):
+        return self
+
+    def wait_ready(self, timeout):
+        if self.i >= tokens:
+            return True
+        left = self.t0 + self.i / rate - time.time()
+        if left <= 0:
+            return True
+        time.sleep(min(left, max(0.0, timeout)))
+        return timeout >= left
+
+    def __next__(self):
+        if self.i >= tokens:
+            raise StopIteration
+        left = self.t0 + self.i / rate - time.time()
+        if left > 0:
+            time.sleep(left)
+        self.i += 1
+        return f"{time.time():.6f} "
+
+
+make_source = Waiting if sys.argv[8] == "waiting" else source
+
 def client(n):
-    body = hs.sse_stream(source(n / streams / rate), replay=replay, keepalive=15)
+    body = hs.sse_stream(make_source(n / streams / rate), replay=replay, keepalive=15)
     mine = []
     for data in body:
         now = time.time()
@@ -193,7 +226,8 @@ print(json.dumps(delays))
 
 
 def concurrent(
-    url: str, streams: int, rate: float, tokens: int, registry: str, switch: float
+    url: str, streams: int, rate: float, tokens: int, registry: str, switch: float,
+    model: str = "generator",
 ) -> List[List[float]]:
     """The delays of every token (index, seconds) of ``streams`` streams over 2 worker
     processes."""
@@ -201,7 +235,7 @@ def concurrent(
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", WORKER, url, str(per), str(rate), str(tokens), str(ROOT),
-             registry, str(switch)],
+             registry, str(switch), model],
             stdout=subprocess.PIPE, text=True,
         )
         for _ in range(2)
@@ -223,6 +257,9 @@ def main(argv: "list[str] | None" = None) -> int:
     ap.add_argument("--tokens", type=int, default=100)
     ap.add_argument("--switch-interval", type=float, default=0.005,
                     help="sys.setswitchinterval in the worker processes (CPython: 0.005)")
+    ap.add_argument("--model", choices=("generator", "waiting"), default="generator",
+                    help="the concurrent streams' model: a generator that sleeps (a source "
+                         "thread per stream) or one that can wait (wait_ready: none)")
     ap.add_argument("--skip-single", action="store_true",
                     help="only the concurrent streams")
     args = ap.parse_args(argv)
@@ -274,11 +311,11 @@ def main(argv: "list[str] | None" = None) -> int:
                       f"max {max(cancels) * 1e3:.2f} ms (target p99 <= 100 ms)")
             for registry in ("memory", "redis") if args.streams else ():
                 delays = concurrent(url, args.streams, args.rate, args.tokens, registry,
-                                    args.switch_interval)
+                                    args.switch_interval, args.model)
                 name = "SSEReplay" if registry == "memory" else "RedisReplay"
                 every = [d for _, d in delays]
                 later = [d for i, d in delays if i >= 3]  # after each stream's start
-                print(f"{name}: {args.streams} streams at {args.rate:g} tokens/s over 2 "
+                print(f"{name} ({args.model} model): {args.streams} streams at {args.rate:g} tokens/s over 2 "
                       f"processes, {len(every)} tokens: added delay p50 "
                       f"{pct(every, 0.5) * 1e3:.1f} ms, p99 {pct(every, 0.99) * 1e3:.1f} ms, "
                       f"max {max(every) * 1e3:.1f} ms (target p99 < 100 ms); from each "
