@@ -270,6 +270,7 @@ class _Entry:
         "stopping",
         "counted",
         "uncounted",
+        "trimmed",
         "__weakref__",
     )
 
@@ -284,6 +285,8 @@ class _Entry:
         self.stopping = False  # cancel() or close() took it
         self.counted = 0  # the bytes the registry counts for it (-1: no longer counted)
         self.uncounted = 0  # growth not yet counted (told in steps of _COUNT_STEP)
+        # bytes of that growth a trim freed before it was counted (registry's lock)
+        self.trimmed = 0
 
 
 class _LogReader:
@@ -594,6 +597,8 @@ class SSEReplay(Registry):
         with self._lock:
             if entry.counted < 0:
                 return  # forgotten already
+            pending -= entry.trimmed  # freed by a trim before they were counted
+            entry.trimmed = 0
             entry.counted += pending
             self._used += pending
             self._shrink_locked()
@@ -615,8 +620,12 @@ class SSEReplay(Registry):
                 return
         for entry in self._entries.values():
             freed = entry.log._trim(self._used - self.max_bytes)
-            entry.counted -= freed
-            self._used -= freed
+            # the log may have freed growth not counted yet: that part is settled
+            # when it is counted (the count never goes below the entry's overhead)
+            counted = min(freed, entry.counted - _ENTRY_OVERHEAD)
+            entry.trimmed += freed - counted
+            entry.counted -= counted
+            self._used -= counted
             if self._used <= self.max_bytes:
                 return
 
