@@ -36,3 +36,19 @@ def test_trimming_a_stream_with_uncounted_growth_keeps_the_byte_count_right() ->
     finally:
         live.close()
         replay.close()
+
+
+@pytest.mark.timeout(30)
+def test_a_timer_callback_that_raises_does_not_stop_later_timers() -> None:
+    timers = _Timers("review-timers")
+    ran = threading.Event()
+
+    def boom(_: object) -> None:
+        raise RuntimeError("boom")
+
+    timers.schedule(0.0, boom, None)
+    first = timers.thread
+    assert first is not None
+    first.join(10)
+    timers.schedule(0.0, lambda _: ran.set(), None)
+    assert ran.wait(10), "the grace thread died with the first callback's error"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import heapq
 import itertools
+import logging
 import secrets
 import threading
 import time
@@ -37,6 +38,8 @@ from ._registry import (
 )
 
 __all__ = ["EventLog", "SSEReplay"]
+
+_log = logging.getLogger("helixstream.sse")
 
 #: What an event in a log costs beyond its bytes (the tuple, the bytes object, the
 #: deque slot), and what a registry's finished stream costs beyond its events (the
@@ -252,6 +255,8 @@ class _Timers:
                 cond.release()
                 try:
                     item[2](item[3])
+                except Exception:  # noqa: BLE001 - the thread serves every other timer
+                    _log.exception("helixstream: a grace period's callback failed", extra={"stream_id": None})
                 finally:
                     cond.acquire()
 
