@@ -1,0 +1,48 @@
+"""Review findings: RedisReplay."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+import helixstream as hs
+
+from .conftest import wait_for
+from .redis_server import RedisServer
+from .redis_server import redis_server as _redis_server
+from .sources import BlockingSource
+from .test_redis_replay import read_all, read_until, texts
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RedisServer]:
+    yield from _redis_server(tmp_path)
+
+
+def test_writes_after_a_flush_leave_no_key_without_expiry(server: RedisServer) -> None:
+    # "every stream key expires" (docs/deployment.md): a stream running through a
+    # FLUSHALL must not recreate its events key without a TTL
+    a = hs.RedisReplay(server.url, grace=5.0, heartbeat=0.5)
+    try:
+        source = BlockingSource(["a "])
+        body = hs.sse_stream(lambda: source, replay=a, keepalive=5)
+        read_until(body, 1)
+        key = body.stream_id
+        client: Any = a._store.client
+        assert wait_for(lambda: client.exists(a._store.events_key(key)) == 1)
+        client.flushall()
+        source.feed("b ")
+        read_until(body, 1)
+        # the tick sees the new epoch (the stream is then broken: no more writes)
+        assert wait_for(lambda: a._owned[key].broken, timeout=10)
+        source.feed("c ")
+        source.end()
+        assert texts(read_all(body)) == "c "
+        a._flush_writes()
+        for name in client.keys(a._store.prefix + "s:*"):
+            assert client.pttl(name) > 0, (name, client.pttl(name))
+    finally:
+        a.close()
