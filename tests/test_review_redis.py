@@ -46,3 +46,26 @@ def test_writes_after_a_flush_leave_no_key_without_expiry(server: RedisServer) -
             assert client.pttl(name) > 0, (name, client.pttl(name))
     finally:
         a.close()
+
+
+def test_the_driver_outlives_an_unexpected_error(server: RedisServer) -> None:
+    # the driver thread carries the heartbeat, the writes and the grace periods: an
+    # error it did not expect (a stream's close() raising, a bug) must not end it, or
+    # every follower of the process's streams gets producer_lost while it runs on
+    a = hs.RedisReplay(server.url, grace=5.0, heartbeat=0.2)
+    ticks = []
+    real_tick = a._tick
+
+    def tick() -> None:
+        ticks.append(1)
+        if len(ticks) == 1:
+            raise RuntimeError("unexpected")
+        real_tick()
+
+    a._tick = tick  # type: ignore[method-assign]
+    try:
+        body = hs.sse_stream(["x "], replay=a)
+        assert texts(read_all(body)) == "x "
+        assert wait_for(lambda: len(ticks) >= 3, timeout=10), "the driver thread died"
+    finally:
+        a.close()
