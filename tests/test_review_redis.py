@@ -69,3 +69,23 @@ def test_the_driver_outlives_an_unexpected_error(server: RedisServer) -> None:
         assert wait_for(lambda: len(ticks) >= 3, timeout=10), "the driver thread died"
     finally:
         a.close()
+
+
+def test_a_stream_opened_after_close_touches_nothing_in_redis(server: RedisServer) -> None:
+    # close() forgets the process's heartbeat; a later sse_stream raises RuntimeError
+    # (docs/api.md), and must not first write a stream's hash and bring the heartbeat
+    # back (followers would think the process alive), on a connection never closed
+    a = hs.RedisReplay(server.url, grace=5.0, heartbeat=0.5)
+    check = hs.RedisReplay(server.url)
+    try:
+        assert texts(read_all(hs.sse_stream(["x "], replay=a))) == "x "
+        a.close()
+        client: Any = check._store.client
+        before = set(client.keys(a._store.prefix + "s:*"))
+        with pytest.raises(RuntimeError):
+            hs.sse_stream(["y"], replay=a)
+        assert set(client.keys(a._store.prefix + "s:*")) == before
+        assert not client.exists(a._store.proc_key(a.proc))
+    finally:
+        a.close()
+        check.close()

@@ -449,6 +449,8 @@ class RedisReplay(Registry):
     def open(self, feed: Feed, owner: Any, make_fmt: Callable[[str], EventFormat]) -> Reader:
         check_owner(owner)
         self._start()
+        if self._closed:  # before any write: close() has forgotten the heartbeat
+            raise RuntimeError("this RedisReplay registry is closed")
         now = self._clock()
         broken: Optional[BaseException] = None
         key = new_key(self._epoch or "000000")
