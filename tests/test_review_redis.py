@@ -89,3 +89,34 @@ def test_a_stream_opened_after_close_touches_nothing_in_redis(server: RedisServe
     finally:
         a.close()
         check.close()
+
+
+@pytest.mark.xfail(strict=True, reason="review finding, not fixed: a stream's end is flushed inline by its puller")
+def test_a_stalled_redis_does_not_hold_up_the_owners_last_event(server: RedisServer) -> None:
+    # docs/deployment.md: "Redis being slow or gone never holds up the owner's own
+    # client". The end of a stream is written by its puller, which waits for the
+    # writer's flush in progress and for Redis's replies: up to timeout + heartbeat/2
+    import os
+    import signal
+    import time
+
+    a = hs.RedisReplay(server.url, grace=5.0, heartbeat=1.0)
+    assert server.proc is not None
+    try:
+        source = BlockingSource(["a "])
+        body = hs.sse_stream(lambda: source, replay=a, keepalive=5)
+        read_until(body, 1)
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        try:
+            source.feed("b ")
+            read_until(body, 1)  # at once (queued for the writer)
+            source.end()
+            start = time.monotonic()
+            rest = b"".join(body)
+            waited = time.monotonic() - start
+        finally:
+            os.kill(server.proc.pid, signal.SIGCONT)
+        assert b"event: done" in rest or b"done" in rest
+        assert waited < 0.5, f"the owner's client waited {waited:.2f} s for its last event"
+    finally:
+        a.close()
