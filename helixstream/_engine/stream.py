@@ -1012,8 +1012,10 @@ def set_lookahead(stream: ChunkStream, chunks: Optional[int]) -> None:
         if pipe is not None:
             pipe.set_limit(None if chunks is None else chunks - 1, park=chunks is not None)
         if chunks is None and core.parked and not core.stopping and core.state is RUNNING:
-            core.parked = False  # a reader is back: the source is read again
+            # a reader is back: the source is read again (parked until the pump is
+            # started: should the start fail, a close still closes the source)
             core._new_pump_locked()
+            core.parked = False
 
 
 def _let_go_of(core: _Core) -> None:
