@@ -246,7 +246,8 @@ class _Core:
     def join_pump(self) -> None:
         # A pump blocked in a generator can't be interrupted; it closes the source
         # once the generator gives it control back (a daemon thread meanwhile).
-        pump = self.pump
+        with self._lock:
+            pump = self.pump
         if pump is not None and pump is not threading.current_thread():
             pump.join(self.close_timeout)
 
@@ -366,15 +367,18 @@ class _Core:
             self.pipe = Pipe(self.queue_size)
             if self.lookahead is not None:
                 self.pipe.set_limit(self.lookahead - 1, park=True)
-            t = self._new_pump_locked()
-        t.start()
+            self._new_pump_locked()
 
     def _new_pump_locked(self) -> threading.Thread:
+        """Start a pump (with the lock held: whoever reads ``self.pump`` under the lock,
+        as ``join_pump`` does, finds a started thread; a join of one not started yet
+        raises RuntimeError). The pump takes the lock only to park or end."""
         t = threading.Thread(
             target=self._pump,
             name=f"helixstream-{self.id}-{self.name}-source",
             daemon=True,
         )
+        t.start()
         self.pump = t
         self.threads.append(t)
         return t
@@ -1002,17 +1006,16 @@ def set_lookahead(stream: ChunkStream, chunks: Optional[int]) -> None:
     open) rather than wait, so a stream nobody reads holds no thread. None starts a
     parked pump again. What is already queued stays."""
     core = stream._core
-    start = None
     with core._lock:
         core.lookahead = chunks
         pipe = core.pipe
         if pipe is not None:
             pipe.set_limit(None if chunks is None else chunks - 1, park=chunks is not None)
         if chunks is None and core.parked and not core.stopping and core.state is RUNNING:
-            core.parked = False  # a reader is back: the source is read again
-            start = core._new_pump_locked()
-    if start is not None:
-        start.start()
+            # a reader is back: the source is read again (parked until the pump is
+            # started: should the start fail, a close still closes the source)
+            core._new_pump_locked()
+            core.parked = False
 
 
 def _let_go_of(core: _Core) -> None:

@@ -449,6 +449,8 @@ class RedisReplay(Registry):
     def open(self, feed: Feed, owner: Any, make_fmt: Callable[[str], EventFormat]) -> Reader:
         check_owner(owner)
         self._start()
+        if self._closed:  # before any write: close() has forgotten the heartbeat
+            raise RuntimeError("this RedisReplay registry is closed")
         now = self._clock()
         broken: Optional[BaseException] = None
         key = new_key(self._epoch or "000000")
@@ -823,10 +825,13 @@ class RedisReplay(Registry):
             if not message or message.get("type") != "message":
                 continue
             verb, _, key = _str(message.get("data", b"")).partition(" ")
-            if verb == "cancel":
-                self._cancelled(key)
-            elif verb == "attach":
-                self._attached(key)
+            try:
+                if verb == "cancel":
+                    self._cancelled(key)
+                elif verb == "attach":
+                    self._attached(key)
+            except Exception:  # noqa: BLE001 - the listener serves every other stream
+                _log.exception("helixstream: RedisReplay's listener hit an error", extra={"stream_id": None})
         if pubsub is not None:
             _close_quietly(pubsub)
 
@@ -837,14 +842,19 @@ class RedisReplay(Registry):
         poll = 0.01
         while not self._stopping.is_set():
             now = time.monotonic()
-            if now >= next_tick or self._tick_now:
-                self._tick_now = False
-                self._tick()
-                next_tick = time.monotonic() + self._check_every
-            queued_at = self._queued_at
-            if queued_at is not None and time.monotonic() - queued_at >= _WRITE_EVERY:
-                self._flush_writes()  # what came in the last few milliseconds, at once
-            moved = self._drive()
+            try:
+                if now >= next_tick or self._tick_now:
+                    self._tick_now = False
+                    next_tick = now + self._check_every
+                    self._tick()
+                    next_tick = time.monotonic() + self._check_every
+                queued_at = self._queued_at
+                if queued_at is not None and time.monotonic() - queued_at >= _WRITE_EVERY:
+                    self._flush_writes()  # what came in the last few milliseconds, at once
+                moved = self._drive()
+            except Exception:  # noqa: BLE001 - this thread carries the heartbeat: it goes on
+                _log.exception("helixstream: RedisReplay's driver hit an error", extra={"stream_id": None})
+                moved = False
             driving = bool(self._driven)
             with self._queue_lock:
                 queued_at = self._queued_at

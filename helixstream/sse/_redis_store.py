@@ -246,8 +246,15 @@ class RedisStore:
         ev = self.events_key(key).encode("utf-8")
         first = last == 0 if not events else events[0][0] == 1
         commands: List[bytes] = []
+        # only the first write may create the stream (it sets its expiry): a later one
+        # finding it gone (a FLUSHALL, an expiry) must not make it again without one
         for seq, data in events:
-            commands.append(_command(b"XADD", ev, b"MAXLEN", b"~", self._cap, b"0-%d" % seq, b"d", data))
+            if first:
+                commands.append(_command(b"XADD", ev, b"MAXLEN", b"~", self._cap, b"0-%d" % seq, b"d", data))
+            else:
+                commands.append(
+                    _command(b"XADD", ev, b"NOMKSTREAM", b"MAXLEN", b"~", self._cap, b"0-%d" % seq, b"d", data)
+                )
             last = seq
         if end is not None:
             commands.append(_command(b"XADD", ev, b"0-%d" % (last + 1), b"end", end.encode("ascii")))
@@ -273,25 +280,22 @@ class RedisStore:
         return len(commands)
 
     def read_replies(self, conn: Any, count: int) -> List[Optional[BaseException]]:
-        """Read ``count`` replies; each is None, or the error Redis answered."""
+        """Read ``count`` replies; each is None, or the error Redis answered (a nil
+        reply is one: an ``XADD NOMKSTREAM`` that found the stream gone)."""
         out: List[Optional[BaseException]] = []
         for _ in range(count):
             try:
-                conn.read_response()
-                out.append(None)
+                reply = conn.read_response()
             except self._response_error as exc:
                 out.append(exc)
+                continue
+            out.append(None if reply is not None else self._response_error("the stream's key is gone"))
         return out
 
     def replies(self, conn: Any, count: int) -> None:
         """Read ``count`` replies on ``conn``; raise the first error among them."""
-        failure: Optional[BaseException] = None
-        for _ in range(count):
-            try:
-                conn.read_response()
-            except self._response_error as exc:  # read every reply, then raise
-                failure = failure or exc
-        if failure is not None:
+        failure = next((f for f in self.read_replies(conn, count) if f is not None), None)
+        if failure is not None:  # every reply read, then the first error raised
             raise failure
 
     def append(

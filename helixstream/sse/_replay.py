@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import heapq
 import itertools
+import logging
 import secrets
 import threading
 import time
@@ -37,6 +38,8 @@ from ._registry import (
 )
 
 __all__ = ["EventLog", "SSEReplay"]
+
+_log = logging.getLogger("helixstream.sse")
 
 #: What an event in a log costs beyond its bytes (the tuple, the bytes object, the
 #: deque slot), and what a registry's finished stream costs beyond its events (the
@@ -252,6 +255,8 @@ class _Timers:
                 cond.release()
                 try:
                     item[2](item[3])
+                except Exception:  # noqa: BLE001 - the thread serves every other timer
+                    _log.exception("helixstream: a grace period's callback failed", extra={"stream_id": None})
                 finally:
                     cond.acquire()
 
@@ -270,6 +275,7 @@ class _Entry:
         "stopping",
         "counted",
         "uncounted",
+        "trimmed",
         "__weakref__",
     )
 
@@ -284,6 +290,8 @@ class _Entry:
         self.stopping = False  # cancel() or close() took it
         self.counted = 0  # the bytes the registry counts for it (-1: no longer counted)
         self.uncounted = 0  # growth not yet counted (told in steps of _COUNT_STEP)
+        # bytes of that growth a trim freed before it was counted (registry's lock)
+        self.trimmed = 0
 
 
 class _LogReader:
@@ -594,6 +602,8 @@ class SSEReplay(Registry):
         with self._lock:
             if entry.counted < 0:
                 return  # forgotten already
+            pending -= entry.trimmed  # freed by a trim before they were counted
+            entry.trimmed = 0
             entry.counted += pending
             self._used += pending
             self._shrink_locked()
@@ -615,8 +625,12 @@ class SSEReplay(Registry):
                 return
         for entry in self._entries.values():
             freed = entry.log._trim(self._used - self.max_bytes)
-            entry.counted -= freed
-            self._used -= freed
+            # the log may have freed growth not counted yet: that part is settled
+            # when it is counted (the count never goes below the entry's overhead)
+            counted = min(freed, entry.counted - _ENTRY_OVERHEAD)
+            entry.trimmed += freed - counted
+            entry.counted -= counted
+            self._used -= counted
             if self._used <= self.max_bytes:
                 return
 
