@@ -446,8 +446,11 @@ class RedisReplay(Registry):
         self._threads: List[threading.Thread] = []
         self._writers: List[Any] = []  # connections for writes, taken and put back
         self._driven: Set[_Owned] = set()  # the streams the driver pulls
-        # events waiting for the writer (the driver thread): (stream, events, end, last)
-        self._queue: List[Tuple[_Owned, List[Tuple[int, bytes]], Optional[str], int]] = []
+        # writes waiting for the writer (the driver thread): (stream, events, end, last,
+        # the commands of a new stream's record)
+        self._queue: List[
+            Tuple[_Owned, List[Tuple[int, bytes]], Optional[str], int, Optional[List[bytes]]]
+        ] = []
         self._queue_lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._queued_at: Optional[float] = None  # when the oldest queued write came
@@ -462,14 +465,21 @@ class RedisReplay(Registry):
         now = self._clock()
         broken: Optional[BaseException] = None
         key = new_key(self._epoch or "000000")
-        try:
-            epoch = self._store.create(key, owner, self.proc, self._heartbeat_ms)
-            if epoch != key_epoch(key):  # first stream, or Redis lost its data
-                self._epoch = epoch
-                key = new_key(epoch)
-                self._store.create(key, owner, self.proc, self._heartbeat_ms)
-        except redis_errors() as exc:
-            broken = exc
+        create: Optional[List[bytes]] = None
+        if self._epoch is not None:
+            # the epoch is known: the stream's record goes through the writer, and the
+            # opens queued meanwhile share one round trip (a thousand streams opening
+            # at once each waited in the client's connection pool)
+            create = self._store.encode_create(key, owner, self.proc, self._heartbeat_ms)
+        else:
+            try:
+                epoch = self._store.create(key, owner, self.proc, self._heartbeat_ms)
+                if epoch != key_epoch(key):  # first stream, or Redis lost its data
+                    self._epoch = epoch
+                    key = new_key(epoch)
+                    self._store.create(key, owner, self.proc, self._heartbeat_ms)
+            except redis_errors() as exc:
+                broken = exc
         owned = _Owned(key, feed, owner, now)
         with self._lock:
             if self._closed:
@@ -479,6 +489,11 @@ class RedisReplay(Registry):
         feed.bind(key, make_fmt(key), owned.sink)
         if broken is not None:
             self._broke(owned, broken)
+        elif create is not None:
+            self._enqueue(owned, [], None, create)
+            # written when this returns (by this thread, or by the flush that took it
+            # along): a resume or a cancel from anywhere finds the stream at once
+            self._flush_writes()
         return _OwnerReader(self, owned)
 
     def resume(self, last_event_id: str, owner: Any, make_fmt: Callable[[str], EventFormat]) -> Reader:
@@ -630,7 +645,11 @@ class RedisReplay(Registry):
         self._give_back(conn)
 
     def _enqueue(
-        self, owned: _Owned, events: List[Tuple[int, bytes]], end: Optional[str]
+        self,
+        owned: _Owned,
+        events: List[Tuple[int, bytes]],
+        end: Optional[str],
+        raw: Optional[List[bytes]] = None,
     ) -> None:
         """Queue a stream's events for the writer (wakes it only when it is idle: the
         writes of a few milliseconds go together)."""
@@ -639,7 +658,7 @@ class RedisReplay(Registry):
             if not full:
                 if not self._queue:
                     self._queued_at = time.monotonic()
-                self._queue.append((owned, events, end, owned.last))
+                self._queue.append((owned, events, end, owned.last, raw))
                 wake, self._writer_idle = self._writer_idle, False
         if full:
             self._broke(owned, OverflowError(f"{_MAX_QUEUED} writes are waiting for Redis"))
@@ -661,9 +680,11 @@ class RedisReplay(Registry):
             return False
         commands: List[bytes] = []
         streams: List[_Owned] = []
-        for owned, events, end, last in batch:
+        for owned, events, end, last, raw in batch:
             if not owned.broken:
                 encoded = self._store.encode(owned.key, events, end, last)
+                if raw:  # a new stream's record, before its first events
+                    encoded = raw + encoded
                 commands.extend(encoded)
                 streams.extend([owned] * len(encoded))
         if not commands:

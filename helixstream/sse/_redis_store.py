@@ -220,6 +220,17 @@ class RedisStore:
             self.client.delete(meta)
         return _text(got[1])
 
+    def encode_create(self, key: str, owner: Any, proc: str, heartbeat_ms: int) -> List[bytes]:
+        """:meth:`create`'s writes as commands (RESP), for the registry's writer once
+        the epoch is known."""
+        meta = self.meta_key(key).encode("utf-8")
+        return [
+            _command(b"HSET", meta, b"owner", owner_digest(owner).encode("ascii"),
+                     b"proc", proc.encode("utf-8")),
+            _command(b"PEXPIRE", meta, b"%d" % self.ttl_ms),
+            _command(b"SET", self.proc_key(proc).encode("utf-8"), b"1", b"PX", b"%d" % heartbeat_ms),
+        ]
+
     def connection(self) -> Any:
         """A connection of the client's pool, for one writer (see :meth:`append`)."""
         return self.client.connection_pool.get_connection()
