@@ -753,11 +753,16 @@ class RedisReplay(Registry):
                 with self._lock:
                     self._owned.pop(owned.key, None)
                 return
-        owned.feed.set_lookahead(None if followed else self.detached_lookahead)
         with self._lock:
+            # decided under the lock, as _follow does: a follower that came meanwhile
+            # is not overridden (the stream would park with a reader waiting)
+            followed = followed or owned.followers > 0
+            owned.feed.set_lookahead(None if followed else self.detached_lookahead)
             owned.driven = followed
             if followed:
                 self._driven.add(owned)
+            else:
+                self._driven.discard(owned)
         self._tick_now = True
         self._wake.set()
 
