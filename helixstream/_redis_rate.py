@@ -16,12 +16,12 @@ logs one warning, and never hangs (socket timeouts bound every call).
 """
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 from typing import Any, Callable, Optional
 
 from ._durations import check_number
+from ._redis import redis_errors, redis_module
 from ._errors import ConfigError, HelixStreamError
 from ._ratelimit import BurstRateLimiter, WaitFunction, _check_tokens, wait_on_event
 
@@ -163,12 +163,12 @@ class RedisRateLimiter:
             return False
         if tokens == 0:
             return True
-        redis_errors = _redis_errors()
+        unreachable = redis_errors()
         try:
             wait_us, base, after = self._reserve(keys=[self.key], args=[
                 repr(self._rate), repr(self._burst), repr(float(tokens)),
             ])
-        except redis_errors as exc:
+        except unreachable as exc:
             self._unreachable(exc)
             if self.on_error == "allow":
                 return True
@@ -183,7 +183,7 @@ class RedisRateLimiter:
         if seconds > 0 and self._wait(stop, seconds):
             try:
                 self._give_back(keys=[self.key], args=[after, base])
-            except redis_errors:
+            except unreachable:
                 pass  # gone: the reservation simply stands
             return False
         return True
@@ -193,23 +193,9 @@ class RedisRateLimiter:
                 f"burst={self._burst!r})")
 
 
-def _redis_module() -> Any:
-    try:
-        return importlib.import_module("redis")
-    except ImportError:
-        raise ImportError(
-            "RedisRateLimiter needs redis-py: pip install 'helixstream[redis]' (or redis)"
-        ) from None
-
-
-def _redis_errors() -> Any:
-    exceptions = importlib.import_module("redis.exceptions")
-    return (exceptions.ConnectionError, exceptions.TimeoutError, OSError)
-
-
 def _client(url_or_client: Any, timeout: float) -> Any:
     if isinstance(url_or_client, str):
-        redis = _redis_module()
+        redis = redis_module("RedisRateLimiter")
         return redis.Redis.from_url(
             url_or_client, socket_timeout=timeout, socket_connect_timeout=timeout,
             decode_responses=True,
@@ -219,6 +205,6 @@ def _client(url_or_client: Any, timeout: float) -> Any:
             "url_or_client must be a Redis URL or a redis.Redis client, not "
             f"{type(url_or_client).__name__}"
         )
-    _redis_module()
+    redis_module("RedisRateLimiter")
     return url_or_client
 

@@ -756,13 +756,7 @@ class RedisReplay(Registry):
         with self._lock:
             # decided under the lock, as _follow does: a follower that came meanwhile
             # is not overridden (the stream would park with a reader waiting)
-            followed = followed or owned.followers > 0
-            owned.feed.set_lookahead(None if followed else self.detached_lookahead)
-            owned.driven = followed
-            if followed:
-                self._driven.add(owned)
-            else:
-                self._driven.discard(owned)
+            self._set_driven(owned, followed or owned.followers > 0, detaching=True)
         self._tick_now = True
         self._wake.set()
 
@@ -784,10 +778,11 @@ class RedisReplay(Registry):
             pass  # the follower reports it on its first read
         self._wake.set()
 
-    def _set_driven(self, owned: _Owned, driven: bool) -> None:
+    def _set_driven(self, owned: _Owned, driven: bool, detaching: bool = False) -> None:
         """Followed somewhere (the driver pulls it, its source runs freely) or not (its
-        source runs at most ``detached_lookahead`` ahead). Called with the lock held."""
-        if owned.driven != driven and not owned.attached:
+        source runs at most ``detached_lookahead`` ahead). Called with the lock held;
+        ``detaching``: its own connection just left, the lookahead is set either way."""
+        if (detaching or owned.driven != driven) and not owned.attached:
             owned.feed.set_lookahead(None if driven else self.detached_lookahead)
         owned.driven = driven
         if driven:

@@ -34,6 +34,8 @@ import re
 import secrets
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
 
+from .._redis import redis_errors as _redis_errors
+from .._redis import redis_module
 from .._errors import ConfigError
 
 __all__ = ["RedisStore", "Entry", "parse_event_id", "redis_errors", "make_client"]
@@ -72,26 +74,16 @@ def owner_digest(owner: Any) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
-def redis_module() -> Any:
-    try:
-        return importlib.import_module("redis")
-    except ImportError:
-        raise ImportError(
-            "RedisReplay needs redis-py: pip install 'helixstream[redis]' (or redis)"
-        ) from None
-
-
 def redis_errors() -> Tuple[Type[BaseException], ...]:
     """What a call may raise when Redis cannot be reached, or answers garbage."""
-    exceptions = importlib.import_module("redis.exceptions")
-    return (exceptions.ConnectionError, exceptions.TimeoutError, exceptions.ResponseError, OSError)
+    return _redis_errors(answers=True)
 
 
 def make_client(url_or_client: Any, timeout: float, block: float) -> Any:
     """A client for a URL (bytes replies; socket timeouts that bound every call, a
     blocking read's ``block`` included), or the caller's own client."""
     if isinstance(url_or_client, str):
-        redis = redis_module()
+        redis = redis_module("RedisReplay")
         return redis.Redis.from_url(
             url_or_client,
             socket_timeout=timeout + block,
@@ -109,7 +101,7 @@ def make_client(url_or_client: Any, timeout: float, block: float) -> Any:
             "url_or_client must be a Redis URL or a redis.Redis client, not "
             f"{type(url_or_client).__name__}"
         )
-    redis_module()
+    redis_module("RedisReplay")
     return url_or_client
 
 
@@ -302,12 +294,6 @@ class RedisStore:
                 continue
             out.append(None if reply is not None else self._response_error("the stream's key is gone"))
         return out
-
-    def replies(self, conn: Any, count: int) -> None:
-        """Read ``count`` replies on ``conn``; raise the first error among them."""
-        failure = next((f for f in self.read_replies(conn, count) if f is not None), None)
-        if failure is not None:  # every reply read, then the first error raised
-            raise failure
 
     def append(
         self,
