@@ -354,6 +354,9 @@ def test_bad_arguments_and_a_missing_redis_py(monkeypatch):
                    {"detached_lookahead": 0}, {"timeout": float("nan")}, {"clock": 5}):
         with pytest.raises(hs.ConfigError):
             hs.RedisReplay(url, **kwargs)
+    # a running stream's keys are refreshed at heartbeats: a shorter ttl would expire them
+    with pytest.raises(hs.ConfigError, match="3 times 'heartbeat'"):
+        hs.RedisReplay(url, ttl=0.3)
     with pytest.raises(TypeError, match="Redis URL or a redis.Redis client"):
         hs.RedisReplay(42)
     monkeypatch.setitem(sys.modules, "redis", None)

@@ -52,6 +52,7 @@ from ._redis_store import (
 )
 from ._redis_store import parse_event_id as _parse
 from .._engine import ChunkStream
+from .._errors import ConfigError
 from .._formats import EventFormat
 from ._encoding import SHUTDOWN_MESSAGE, notice_bytes
 from ._registry import (
@@ -378,7 +379,8 @@ class RedisReplay(Registry):
             client to resume it (in any process); then its owner cancels it and closes
             its source.
         ttl: seconds a stream's events are kept in Redis after its end (the keys
-            expire).
+            expire); at least 3 times ``heartbeat`` (a running stream's keys are
+            refreshed at the process's heartbeats).
         max_events: events kept per stream (``XADD MAXLEN ~``: a few more may stay);
             a resume from before them gets ``events_expired``.
         detached_lookahead: while no client reads a stream, its source may run at most
@@ -413,6 +415,14 @@ class RedisReplay(Registry):
         self.max_events = check_positive_int("max_events", max_events)
         self.detached_lookahead = check_lookahead(detached_lookahead)
         self.heartbeat = check_seconds("heartbeat", heartbeat, allow_zero=False)
+        if self.ttl < 3 * self.heartbeat:
+            # a running stream's keys are kept alive at the process's ticks (every half
+            # heartbeat, once a third of ttl has passed): a shorter ttl lets them expire
+            # while the stream runs
+            raise ConfigError(
+                f"'ttl' ({ttl!r} s) must be at least 3 times 'heartbeat' ({heartbeat!r} s): "
+                "running streams' keys are refreshed at heartbeats"
+            )
         timeout = check_seconds("timeout", timeout, allow_zero=False)
         check_clock(clock)
         self._clock = clock
