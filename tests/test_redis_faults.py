@@ -120,3 +120,37 @@ def test_a_stalled_redis_does_not_hold_up_the_owners_last_event(server: RedisSer
         assert waited < 0.5, f"the owner's client waited {waited:.2f} s for its last event"
     finally:
         a.close()
+
+
+def test_an_epoch_learnt_by_the_heartbeat_during_an_open_names_the_key(
+    server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CI finding: the heartbeat thread learnt the epoch between the moment open() made
+    the key (with no epoch known: "000000...") and the moment it chose the fast path (the
+    epoch known): the stream's key named no epoch, and every resume answered
+    ``events_expired``. Here the heartbeat's write lands at exactly that moment."""
+    from helixstream.sse import _redis_replay
+
+    replay = hs.RedisReplay(server.url, grace=5.0, heartbeat=0.5)
+    real_new_key = _redis_replay.new_key
+    epoch = replay._store.epoch()
+
+    def new_key_then_heartbeat(known: str) -> str:
+        key = real_new_key(known)
+        replay._epoch = epoch  # what the heartbeat thread does
+        return key
+
+    monkeypatch.setattr(_redis_replay, "new_key", new_key_then_heartbeat)
+    try:
+        source = BlockingSource(["a "])
+        body = hs.sse_stream(lambda: source, replay=replay, keepalive=5)
+        _, first = read_until(body, 1)
+        assert body.stream_id.startswith(epoch)
+        body.close()
+        again = hs.sse_stream(lambda: [], replay=replay, last_event_id=first[-1].last_event_id)
+        source.feed("b ")
+        source.end()
+        rest = read_all(again)
+        assert texts(first) + texts(rest) == "a b "
+    finally:
+        replay.close()

@@ -474,9 +474,12 @@ class RedisReplay(Registry):
             raise RuntimeError("this RedisReplay registry is closed")
         now = self._clock()
         broken: Optional[BaseException] = None
-        key = new_key(self._epoch or "000000")
+        # read once: the heartbeat thread may learn the epoch meanwhile, and a key made
+        # without it must take the slow path below (else it names no epoch)
+        known = self._epoch
+        key = new_key(known or "000000")
         create: Optional[List[bytes]] = None
-        if self._epoch is not None:
+        if known is not None:
             # the epoch is known: the stream's record goes through the writer, and the
             # opens queued meanwhile share one round trip (a thousand streams opening
             # at once each waited in the client's connection pool)
