@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+import threading
 from typing import Any, Iterator
 
 import pytest
@@ -153,4 +154,55 @@ def test_an_epoch_learnt_by_the_heartbeat_during_an_open_names_the_key(
         rest = read_all(again)
         assert texts(first) + texts(rest) == "a b "
     finally:
+        replay.close()
+
+
+def test_a_stream_opens_only_once_redis_confirmed_the_subscription(
+    server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """redis-py's ``subscribe()`` only sends SUBSCRIBE; a cancel published before Redis
+    has processed it is lost (pub/sub is at-most-once). The registry counted itself
+    subscribed once the command was sent, so a stream could open, and a cancel from
+    another process miss it. Here Redis's confirmation is held back: open() must wait
+    for it."""
+    import redis
+
+    confirmed = threading.Event()
+    real_pubsub = redis.Redis.pubsub
+
+    class SlowConfirm:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def get_message(self, *args: Any, **kwargs: Any) -> Any:
+            message = self.inner.get_message(*args, **kwargs)
+            if message is not None and message.get("type") == "subscribe":
+                # what the listener sees of the confirmation waits for the test
+                assert confirmed.wait(10)
+            return message
+
+    def pubsub(self: Any, **kwargs: Any) -> Any:
+        return SlowConfirm(real_pubsub(self, **kwargs))
+
+    monkeypatch.setattr(redis.Redis, "pubsub", pubsub)
+    replay = hs.RedisReplay(server.url, grace=5.0, heartbeat=0.5)
+    opened = threading.Event()
+
+    def open_one() -> None:
+        body = hs.sse_stream(BlockingSource(["a "]), replay=replay, keepalive=5)
+        opened.set()
+        body.close()
+
+    opener = threading.Thread(target=open_one)
+    try:
+        opener.start()
+        assert not opened.wait(0.5), "the stream opened before Redis confirmed SUBSCRIBE"
+        confirmed.set()
+        assert opened.wait(10)
+    finally:
+        confirmed.set()
+        opener.join(10)
         replay.close()

@@ -39,7 +39,7 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Type
 
 from ._redis_store import (
     Entry,
@@ -77,6 +77,10 @@ from ._registry import (
 __all__ = ["RedisReplay", "PRODUCER_LOST", "UNAVAILABLE"]
 
 _log = logging.getLogger("helixstream.sse")
+
+
+class _Unconfirmed(Exception):
+    """Redis did not confirm the listener's SUBSCRIBE in time (it subscribes again)."""
 
 #: The error code of a follower whose stream's producer died.
 PRODUCER_LOST = "producer_lost"
@@ -848,13 +852,23 @@ class RedisReplay(Registry):
 
     def _listen(self) -> None:
         """The pub/sub listener: ``cancel <key>`` and ``attach <key>``."""
-        errors = redis_errors()
+        errors: Tuple[Type[BaseException], ...] = (*redis_errors(), _Unconfirmed)
         pubsub: Any = None
         while not self._stopping.is_set():
             try:
                 if pubsub is None:
-                    pubsub = self._store.client.pubsub(ignore_subscribe_messages=True)
+                    pubsub = self._store.client.pubsub()
+                    # subscribe() only sends SUBSCRIBE: a cancel published before Redis
+                    # has processed it would be lost, so the registry counts itself
+                    # subscribed (and streams open) once Redis has confirmed it
                     pubsub.subscribe(self._store.channel)
+                    confirm_by = time.monotonic() + 5.0
+                    while not self._stopping.is_set():
+                        reply = pubsub.get_message(timeout=0.2)
+                        if reply is not None and reply.get("type") == "subscribe":
+                            break
+                        if time.monotonic() > confirm_by:
+                            raise _Unconfirmed("Redis did not confirm SUBSCRIBE within 5 s")
                     self._subscribed.set()
                 message = pubsub.get_message(timeout=0.2)
             except errors:
