@@ -206,3 +206,27 @@ def test_a_stream_opens_only_once_redis_confirmed_the_subscription(
         confirmed.set()
         opener.join(10)
         replay.close()
+
+
+def test_a_cancel_the_owners_listener_missed_still_stops_the_stream(
+    server: RedisServer,
+) -> None:
+    """Pub/sub is at-most-once: a listener that is reconnecting misses a message, and
+    the cancel was lost (the model ran on for nobody). Here the owner's listener never
+    hears the other process's message (it listens on another channel); the cancel must
+    still stop the stream, through the record the owner takes at its tick."""
+    a = hs.RedisReplay(server.url, grace=5.0, heartbeat=0.3)
+    a._store.channel = a._store.channel + ":deaf"  # before its listener starts
+    b = hs.RedisReplay(server.url, grace=5.0, heartbeat=0.3)
+    try:
+        source = BlockingSource(["a "])
+        body = hs.sse_stream(source, replay=a, keepalive=5)
+        read_until(body, 1)
+        b.cancel(body.stream_id)  # its answer depends on the tick's timing: not asserted
+        assert source.closed.wait(5), "the cancel was lost"
+        events = read_all(body)
+        assert [e.type for e in events][-1] == "error"
+        assert '"cancelled"' in events[-1].data
+    finally:
+        a.close()
+        b.close()

@@ -116,3 +116,15 @@ def test_a_client_made_with_decoded_replies_still_gives_bytes(server: RedisServe
     store.append_once(key, [(1, "é\n".encode())], end="done", last=0)
     assert store.read(key, 0, 10, 10) == [(1, "é\n".encode(), None), (2, b"", "done")]
     client.close()
+
+
+def test_cancel_requests_are_kept_for_the_owner_until_taken(store: RedisStore) -> None:
+    key, other = new_key(store.epoch()), new_key(store.epoch())
+    assert store.request_cancel(key, "p3", "cancel " + key) == 0  # nobody listens here
+    store.request_cancel(other, "p3", "cancel " + other)
+    assert store.client.pttl(store.cancels_key("p3")) > 0  # kept no longer than ttl
+    assert sorted(store.take_cancels("p3")) == sorted([key, other])
+    assert store.take_cancels("p3") == []  # taken once
+    store.request_cancel(key, "p3", "cancel " + key)
+    store.forget_process("p3")
+    assert store.take_cancels("p3") == []

@@ -579,13 +579,16 @@ class RedisReplay(Registry):
             meta = store.client.hgetall(store.meta_key(stream_id))
             if not meta:
                 return False
-            digest = {_str(k): _str(v) for k, v in meta.items()}.get("owner")
+            record = {_str(k): _str(v) for k, v in meta.items()}
+            digest = record.get("owner")
             if owner is not ANY_OWNER and digest != owner_digest(owner):
                 return False
             last = store.after_last(stream_id)
             if last is not None and last[2] is not None:
                 return False  # ended already
-            if store.publish("cancel " + stream_id) == 0:
+            # recorded for the owner's process too: a listener that was reconnecting
+            # misses the message, and the owner takes the record at its next tick
+            if store.request_cancel(stream_id, record.get("proc", ""), "cancel " + stream_id) == 0:
                 return False
             seq = 0 if last is None else last[0]
             deadline = time.monotonic() + 1.0
@@ -870,6 +873,9 @@ class RedisReplay(Registry):
                         if time.monotonic() > confirm_by:
                             raise _Unconfirmed("Redis did not confirm SUBSCRIBE within 5 s")
                     self._subscribed.set()
+                    # a cancel sent while we were not subscribed is in our cancels set
+                    self._tick_now = True
+                    self._wake.set()
                 message = pubsub.get_message(timeout=0.2)
             except errors:
                 self._subscribed.set()  # nobody waits for a Redis that is not there
@@ -965,13 +971,17 @@ class RedisReplay(Registry):
                 self.proc, self._heartbeat_ms, leases, [o.key for o in detached]
             )
             store.touch(touch)
+            cancels = store.take_cancels(self.proc)
         except redis_errors() as exc:
             _log.debug("helixstream: RedisReplay tick failed: %s", exc)
             epoch, present = None, [False] * len(detached)
+            cancels = []
         else:
             for owned in self._owned_list():
                 if owned.key in touch:
                     owned.touched_at = now
+        for key in cancels:  # asked while our listener was away (see cancel)
+            self._cancelled(key)
         if epoch is not None and epoch != self._epoch:
             self._epoch = epoch
             for owned in self._owned_list():

@@ -13,6 +13,10 @@ is kept in::
 
     {prefix}p:{proc}       a process's heartbeat (expires 1.5 heartbeats after its
                            last refresh)
+    {prefix}p:{proc}:cancels
+                           a set: the keys of its streams a ``cancel`` asked it to stop
+                           (pub/sub is at-most-once: a listener that was reconnecting
+                           missed the message; the owner takes this set at every tick)
     {prefix}epoch          the epoch of the data set: 6 random hex digits, created
                            when missing
     {prefix}control        the pub/sub channel: "cancel <key>", "attach <key>"
@@ -187,6 +191,24 @@ class RedisStore:
     def proc_key(self, proc: str) -> str:
         return f"{self.prefix}p:{proc}"
 
+    def cancels_key(self, proc: str) -> str:
+        return f"{self.prefix}p:{proc}:cancels"
+
+    def request_cancel(self, key: str, proc: str, message: str) -> int:
+        """Ask process ``proc`` to stop stream ``key``: recorded in its cancels set (kept
+        ``ttl``), then published; returns how many listeners got the message."""
+        pipe = self.client.pipeline(transaction=False)
+        cancels = self.cancels_key(proc)
+        pipe.sadd(cancels, key)
+        pipe.pexpire(cancels, self.ttl_ms)
+        pipe.publish(self.channel, message.encode("ascii"))
+        return int(pipe.execute()[2])
+
+    def take_cancels(self, proc: str) -> List[str]:
+        """The streams a cancel asked process ``proc`` to stop, taken (atomically)."""
+        got = self.client.spop(self.cancels_key(proc), 10_000)
+        return [_text(key) for key in got or ()]
+
     # --- the epoch -----------------------------------------------------------------------
     def epoch(self) -> str:
         """The data set's epoch, created if missing (by whoever comes first)."""
@@ -359,7 +381,7 @@ class RedisStore:
         self.client.set(self.lease_key(key), b"1", px=self.lease_ms)
 
     def forget_process(self, proc: str) -> None:
-        self.client.delete(self.proc_key(proc))
+        self.client.delete(self.proc_key(proc), self.cancels_key(proc))
 
     def publish(self, message: str) -> int:
         return int(self.client.publish(self.channel, message.encode("ascii")))
