@@ -146,10 +146,9 @@ class _Sink:
     calls :meth:`flush` before it hands the events on: the events are queued for the
     registry's writer (one thread, one connection, so a stream's writes stay in order),
     which sends what every stream queued in one write every 5 ms (``_WRITE_EVERY``). The
-    puller does not wait for Redis, except at the stream's end: the end is written at
-    once, so that a resume right after it finds the stream ended; a stalled Redis then
-    delays the owner's last event by up to the socket timeout (measured: 1.5 s with
-    redis-server stopped by SIGSTOP)."""
+    puller does not wait for Redis: not even at the stream's end, whose last events go to
+    the owner's client at once; the owner's response ends once the end is written (see
+    :meth:`_OwnerReader.read`), so a resume right after it finds the stream ended."""
 
     __slots__ = ("_registry", "_owned", "_buffer")
 
@@ -164,8 +163,6 @@ class _Sink:
 
     def end(self) -> None:
         self.flush(end="shutdown" if self._owned.feed.shutdown else (self._owned.feed.outcome or "done"))
-        # the end is written at once: a resume right after it finds the stream ended
-        self._registry._flush_writes()
 
     def flush(self, end: Optional[str] = None) -> None:
         owned = self._owned
@@ -184,6 +181,7 @@ class _OwnerReader:
         self._owned = owned
         self._closed = False
         self._notified = False
+        self._end_written = False
 
     @property
     def key(self) -> Optional[str]:
@@ -235,6 +233,12 @@ class _OwnerReader:
         if feed.shutdown and not self._notified:  # no id: the client resumes elsewhere
             self._notified = True
             return notice_bytes(feed.fmt, "shutdown", SHUTDOWN_MESSAGE)
+        if not self._end_written:
+            # the client has every event; its response ends once the stream's end is in
+            # Redis, so that a resume right after it finds the stream ended (a stalled
+            # Redis holds up the end of the response, never an event)
+            self._end_written = True
+            self._registry._flush_writes()
         return None
 
     def close(self) -> None:
