@@ -23,8 +23,11 @@ p99 added delay under 50 ms, and at most 150 KB RSS per stream.
 GIL time out every switch interval and force hand-overs, and on a small machine that
 can tip the process into a storm of futex calls (see benchmarks/README.md).
 
+``--plain-buffer`` is a second baseline: the same word buffer and chunks in the
+reader's own loop, no engine (what the work costs apart from the stream around it).
+
 Run: python benchmarks/scale.py [--streams 100 500 1000] [--seconds 10] [--rate 20]
-                                [--switch-interval 0.05] [--prefetch | --plain]
+                                [--switch-interval 0.05] [--prefetch | --plain | --plain-buffer]
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ import time
 from typing import Dict, List
 
 import helixstream as hs
+from helixstream._chunk import StreamChunk
 
 WORDS = ("streams of tokens arrive from the model at an uneven pace and the reader "
          "wants whole words delivered promptly without loss").split()
@@ -100,8 +104,26 @@ class _Plain:
         pass
 
     def __iter__(self):
-        return iter(self.source)
-PLAIN = False
+        if not PLAIN_BUFFER:
+            return iter(self.source)
+        return self._buffered()
+
+    def _buffered(self):
+        """``--plain-buffer``: the reader's own loop cuts the text into words with the
+        same buffer and wraps each in a StreamChunk, without the engine: what the work
+        itself costs, apart from the stream around it."""
+        buffer = hs.new_buffer("word")
+        n = 0
+        for piece in self.source:
+            for unit in buffer.add(piece):
+                yield StreamChunk(unit, n)
+                n += 1
+        rest = buffer.flush()
+        if rest:
+            yield StreamChunk(rest, n)
+
+
+PLAIN_BUFFER = False
 
 
 def run(n: int, seconds: float, rate: float) -> Dict[str, float]:
@@ -135,7 +157,7 @@ def run(n: int, seconds: float, rate: float) -> Dict[str, float]:
     def reader(k: int) -> None:
         src = sources[k]
         progress_calls = []
-        if PLAIN:
+        if PLAIN or PLAIN_BUFFER:
             output, get_result = _Plain(src), None
         else:
             output, get_result = hs.EnhancedStreamer(config).stream_enhanced(src, progress_calls.append)
@@ -209,17 +231,22 @@ def main(argv=None) -> int:
     ap.add_argument("--plain", action="store_true",
                     help="baseline: the readers iterate the simulated models directly, "
                          "without helixstream, to show what the interpreter alone costs")
+    ap.add_argument("--plain-buffer", action="store_true",
+                    help="second baseline: the readers cut the models' text into words "
+                         "with the same buffer and make the chunks themselves, without "
+                         "the engine")
     args = ap.parse_args(argv)
-    global PREFETCH, PLAIN
+    global PREFETCH, PLAIN, PLAIN_BUFFER
     PREFETCH = args.prefetch
     PLAIN = args.plain
+    PLAIN_BUFFER = args.plain_buffer
     threading.stack_size(256 * 1024)
     if args.switch_interval is not None:
         sys.setswitchinterval(args.switch_interval)
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus; "
           f"{args.rate:g} tokens/s per stream for {args.seconds:g}s; "
           f"switch interval {sys.getswitchinterval():g}s; "
-          f"{'baseline: no helixstream' if PLAIN else 'prefetch (a worker thread per stream)' if PREFETCH else 'default placement'}")
+          f"{'baseline: no helixstream' if PLAIN else 'baseline: the word buffer and chunks in the reader, no engine' if PLAIN_BUFFER else 'prefetch (a worker thread per stream)' if PREFETCH else 'default placement'}")
     header = (f"{'N':>5} {'offered/s':>10} {'achieved/s':>11} {'delivered':>10} {'p50 ms':>8} "
               f"{'p99 ms':>8} {'max ms':>8} {'thr/stream':>10} {'RSS KB/str':>10} {'CPU s/1k tok':>12}")
     print(header)
