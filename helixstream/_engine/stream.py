@@ -903,10 +903,15 @@ class ChunkStream:
         ``wait_ready(timeout) -> bool``, as :class:`SimulatedLLM` and
         :class:`~helixstream.sources.Channel` do): then this thread waits on it.
         """
+        return self._next_by(time.monotonic() + max(0.0, timeout))
+
+    def _next_by(self, deadline: float) -> Optional[StreamChunk]:
+        """:meth:`next_within` up to a ``time.monotonic()`` deadline (for callers that
+        already hold one: Server-Sent Events' pull)."""
         core = self._core
-        if core.pipe is None and not core.done and core.wait_ready is None:
+        if core.pipe is None and core.wait_ready is None and not core.done:
             core.start_pump()
-        core.deadline = time.monotonic() + max(0.0, timeout)
+        core.deadline = deadline
         try:
             item = self.__next__()
         finally:

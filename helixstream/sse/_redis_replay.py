@@ -206,7 +206,7 @@ class _OwnerReader:
         feed = owned.feed
         if keepalive is None:
             owned.lock.acquire()
-        elif not owned.lock.acquire(timeout=keepalive):
+        elif not owned.lock.acquire(True, keepalive):  # positional: no keyword parsing
             return KEEPALIVE
         try:
             if owned.pending:

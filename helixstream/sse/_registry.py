@@ -347,7 +347,7 @@ class Feed:
                 if deadline is None:
                     chunk: Optional[StreamChunk] = next(stream)
                 else:
-                    chunk = stream.next_within(max(0.0, deadline - time.monotonic()))
+                    chunk = stream._next_by(deadline)  # noqa: SLF001 - the engine's own
                     if chunk is None:
                         return None
             except StopIteration:
@@ -373,6 +373,19 @@ class Feed:
                 events = self.fmt.text(text)
                 if self.progress:
                     events += self.fmt.progress(self.tokens, self.estimated_tokens)
+                if len(events) == 1 and self._begun:
+                    # the usual event, in line: one per chunk, straight to the sink
+                    event, data = events[0]
+                    if event is not None and event not in self._names:
+                        check_event_name(event)
+                        self._names.add(event)
+                    seq = self.seq + 1
+                    encoded = encode_event(event, data, self.prefix + str(seq))
+                    self.seq = seq  # only once encoded: ids have no gaps
+                    out.append(encoded)
+                    if self.sink is not None:
+                        self.sink.extend([(seq, encoded)])
+                    return out
                 self._emit_all(out, events)
             except ValueError as exc:  # text that cannot be encoded (a lone surrogate)
                 stream.close()

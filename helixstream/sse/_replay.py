@@ -344,7 +344,7 @@ class _LogReader:
                 return None
             if keepalive is None:
                 entry.pull_lock.acquire()
-            elif not entry.pull_lock.acquire(timeout=keepalive):
+            elif not entry.pull_lock.acquire(True, keepalive):  # positional: no keyword parsing
                 return KEEPALIVE
             try:
                 if log.last_seq > self._cursor:
