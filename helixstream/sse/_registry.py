@@ -271,6 +271,7 @@ class Feed:
         # or the stream's aggregate cannot give the total at the end
         self._count = progress or not _has_token_total(stream)
         self._names: Set[str] = set()  # event names already checked
+        self._plain = _plain_text(fmt, progress)
 
     def bind(self, key: str, fmt: EventFormat, sink: Optional[Sink]) -> None:
         """Number the events ``"<key>.<n>"``, write them with ``fmt``, record them in
@@ -278,6 +279,7 @@ class Feed:
         self.prefix = key + "."
         self.fmt = fmt
         self.sink = sink
+        self._plain = _plain_text(fmt, self.progress)
 
     def set_lookahead(self, chunks: Optional[int]) -> None:
         """Let the source run at most ``chunks`` chunks ahead of the reader (None: as
@@ -370,12 +372,18 @@ class Feed:
                 continue  # a chunk with no text (usage, metadata): no event
             out = []
             try:
-                events = self.fmt.text(text)
-                if self.progress:
-                    events += self.fmt.progress(self.tokens, self.estimated_tokens)
-                if len(events) == 1 and self._begun:
+                if self._plain:  # helixstream's own format, no progress events
+                    event, data = self.fmt.event, text
+                    events = None
+                else:
+                    events = self.fmt.text(text)
+                    if self.progress:
+                        events += self.fmt.progress(self.tokens, self.estimated_tokens)
+                    if len(events) == 1 and self._begun:
+                        event, data = events[0]
+                        events = None
+                if events is None:
                     # the usual event, in line: one per chunk, straight to the sink
-                    event, data = events[0]
                     if event is not None and event not in self._names:
                         check_event_name(event)
                         self._names.add(event)
@@ -464,3 +472,13 @@ class LiveReader:
         if not self._feed.ended:
             self._feed.cancel()
 
+
+def _plain_text(fmt: EventFormat, progress: bool) -> bool:
+    """Whether a chunk's one event is ``(fmt.event, text)`` and nothing comes before the
+    first: helixstream's own format as it is (not a subclass's), without progress."""
+    kind = type(fmt)
+    return (
+        not progress
+        and kind.text is EventFormat.text
+        and kind.begin is EventFormat.begin
+    )
