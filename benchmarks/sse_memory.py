@@ -5,7 +5,8 @@ What ``sse_scale.py`` measures as RSS per connection under gunicorn, measured he
 built as the ``hs-wait`` variant of ``sse_scale.py`` builds them (a model with
 ``wait_ready``, ``keepalive=15``, one ``SSEReplay(grace=10)`` for all), each read to
 its 200th event (10 s at 20 tokens/s: where the benchmark's clients hang up, all of
-them open at once) and kept open; then the same for the benchmark's plain generator
+them open at once), the bodies read in turns (the first event of each, then the
+second...), and kept open; then the same for the benchmark's plain generator
 (``data:`` events, read to the same point). The models never wait (their tokens are
 all due): only memory is measured.
 
@@ -15,7 +16,11 @@ allocation sites of each. This is the heap that Python allocates, not RSS: RSS a
 the allocator's slack and, under gunicorn, the thread and socket per connection that
 both variants pay.
 
-Run: python benchmarks/sse_memory.py [--k 200] [--events 200] [--top 15]
+With ``--rss``, also each variant's RSS growth per connection, in a fresh process
+each (without tracemalloc, which costs memory of its own); one process holds the K
+bodies and nothing else: no thread and no socket per connection, unlike gunicorn.
+
+Run: python benchmarks/sse_memory.py [--k 200] [--events 200] [--top 15] [--rss]
 """
 from __future__ import annotations
 
@@ -85,13 +90,6 @@ def plain_body(tokens: List[str], start: float, gap: float) -> Iterator[bytes]:
     yield b"event: done\ndata: [DONE]\n\n"
 
 
-def _read(body: Any, events: int) -> None:
-    """Read the opening comment and ``events`` events, as a server would (each piece
-    written, then dropped)."""
-    for _ in range(events + 1):
-        next(body)
-
-
 def make_hs(replay: Any, tokens: List[str]) -> Callable[[], Any]:
     def make() -> Any:
         return hs.sse_stream(ReadyModel(tokens, 0.0, 1 / RATE), keepalive=15.0,
@@ -105,23 +103,70 @@ def make_plain(tokens: List[str]) -> Callable[[], Any]:
     return make
 
 
+def build(make: Callable[[], Any], k: int, events: int) -> List[Any]:
+    """``k`` bodies, read in turns as a server does: the opening of each, then the
+    first event of each, the second..."""
+    bodies = [make() for _ in range(k)]
+    for _ in range(events + 1):
+        for body in bodies:
+            next(body)
+    gc.collect()
+    return bodies
+
+
+def _rss_kb() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def rss_child(variant: str, k: int, events: int) -> None:
+    """In a fresh process: RSS growth per connection of one variant (no tracemalloc)."""
+    tokens = model_tokens(int((SECONDS + EXTRA) * RATE))
+    replay = hs.SSEReplay(grace=10.0)
+    make = make_plain(tokens) if variant == "plain" else make_hs(replay, tokens)
+    build(make, 5, 5)  # warm up: imports, caches (then dropped)
+    gc.collect()
+    before = _rss_kb()
+    bodies = build(make, k, events)
+    after = _rss_kb()
+    print((after - before) * 1024 / k)
+    for body in bodies:
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
+    replay.close()
+
+
+def rss(k: int, events: int) -> None:
+    import subprocess
+
+    got = {}
+    for variant in ("plain", "hs-wait"):
+        out = subprocess.run(
+            [sys.executable, os.path.abspath(__file__), "--rss-child", variant, "--k", str(k),
+             "--events", str(events)],
+            check=True, capture_output=True, text=True).stdout
+        got[variant] = float(out.split()[-1])
+        print(f"{variant}: RSS {got[variant]:,.0f} bytes per connection ({k} open, a fresh "
+              f"process each)")
+    print(f"hs-wait over plain: {got['hs-wait'] - got['plain']:,.0f} bytes per connection "
+          f"(RSS of this process: no thread or socket per connection, unlike gunicorn)")
+
+
 def measure(make: Callable[[], Any], k: int, events: int
             ) -> Tuple[float, List[Tuple[str, float, float]], List[Any]]:
     """(bytes per connection, [(site, bytes, blocks) per connection], the bodies)."""
-    warm = make()  # first allocations of this variant (caches, interned names)
-    _read(warm, 5)
-    close = getattr(warm, "close", None)
-    if close is not None:
-        close()
+    for warm in build(make, 1, 5):  # first allocations of this variant (caches, names)
+        close = getattr(warm, "close", None)
+        if close is not None:
+            close()
     del warm
     gc.collect()
     before = tracemalloc.take_snapshot()
-    bodies = []
-    for _ in range(k):
-        body = make()
-        _read(body, events)
-        bodies.append(body)
-    gc.collect()
+    bodies = build(make, k, events)
     after = tracemalloc.take_snapshot()
     filters = [tracemalloc.Filter(False, tracemalloc.__file__),
                tracemalloc.Filter(False, linecache.__file__)]
@@ -142,7 +187,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--events", type=int, default=int(SECONDS * RATE),
                         help="events read on each before measuring")
     parser.add_argument("--top", type=int, default=15, help="allocation sites shown")
+    parser.add_argument("--rss", action="store_true",
+                        help="also the RSS growth per connection, each variant in a fresh "
+                             "process")
+    parser.add_argument("--rss-child", choices=("plain", "hs-wait"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.rss_child:
+        rss_child(args.rss_child, args.k, args.events)
+        return 0
     tokens = model_tokens(int((SECONDS + EXTRA) * RATE))
     tracemalloc.start(1)
     replay = hs.SSEReplay(grace=10.0)
@@ -168,6 +220,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     print()
     print(f"hs-wait over plain: {hsw - plain:,.0f} bytes per connection; "
           f"ratio {hsw / plain:.1f}x (tracemalloc: the Python heap, not RSS)")
+    if args.rss:
+        print()
+        rss(args.k, args.events)
     return 0
 
 
