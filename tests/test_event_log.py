@@ -223,3 +223,18 @@ def test_a_reader_beside_the_writer() -> None:
     reader.join(30)
     assert not reader.is_alive() and not errors
     assert b"".join(got) == b"".join(d for _, d in recorded)
+
+
+def test_an_event_longer_than_64_kib_widens_the_lengths() -> None:
+    log = EventLog(3, id_prefix=PREFIX)
+    log.extend(events(1, 2))
+    assert log._lens.typecode == "H"
+    big = event(3, "x" * 70_000)
+    log.append(3, big)
+    assert log._lens.typecode == "I"
+    log.extend(events(4, 5))
+    assert log.after(2) == [(3, big), *events(4, 5)]
+    assert log.size_bytes == reference_size([(3, big), *events(4, 5)], PREFIX)
+    log.extend(events(6, 8))  # the long one dropped: the lengths stay wide
+    assert log.after(5) == events(6, 8)
+    assert log.size_bytes == reference_size(events(6, 8), PREFIX)

@@ -46,6 +46,12 @@ class SSEBody:
     :func:`sse_stream`.
     """
 
+    # one per connection: slots take less than an instance dict
+    __slots__ = (
+        "_reader", "_fmt", "_stream", "_keepalive", "_status", "_pending", "_closed",
+        "_peer", "_own_peer", "_finalizer", "__weakref__",
+    )
+
     def __init__(
         self,
         reader: Optional[Reader],
