@@ -42,14 +42,13 @@ __all__ = ["EventLog", "SSEReplay"]
 
 _log = logging.getLogger("helixstream.sse")
 
-#: What an event in a log costs beyond its bytes: its length in the log's array of
-#: lengths (2 bytes; 4 once an event was longer than 64 KiB), and room for the buffer's
-#: growth and the array's slack (the bytes a dropped event leaves until the buffer is
-#: next reallocated); and what an
-#: event kept whole in a log with ids (see ``EventLog``'s ``id_prefix``) costs besides
-#: (its number in a set). What a registry's finished stream costs beyond its events
-#: (the log, the producer, locks, the key): about 1,400 bytes measured with
-#: tracemalloc on CPython 3.11, rounded up.
+#: What an event in a log costs beyond its bytes as kept: its length in the log's
+#: array of lengths (2 bytes; 4 once an event was longer than 64 KiB), and room for
+#: the buffer's growth and the array's slack (the bytes a dropped event leaves until
+#: the buffer is next reallocated). What an event kept whole in a log with ids (see
+#: ``EventLog``'s ``id_prefix``) costs besides: its number in a set. What a registry's
+#: finished stream costs beyond its events (the log, the producer, locks, the key):
+#: about 1,400 bytes measured with tracemalloc on CPython 3.11, rounded up.
 _EVENT_OVERHEAD = 8
 _WHOLE_OVERHEAD = 64
 _ENTRY_OVERHEAD = 2048
