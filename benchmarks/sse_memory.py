@@ -20,7 +20,12 @@ With ``--rss``, also each variant's RSS growth per connection, in a fresh proces
 each (without tracemalloc, which costs memory of its own); one process holds the K
 bodies and nothing else: no thread and no socket per connection, unlike gunicorn.
 
+The models share their token strings, as in ``sse_scale.py``; ``--own-tokens`` gives
+each its own, as a real model's client makes them: the stream's aggregate keeps every
+chunk's text (``get_result()``), so these then count too.
+
 Run: python benchmarks/sse_memory.py [--k 200] [--events 200] [--top 15] [--rss]
+                                     [--own-tokens]
 """
 from __future__ import annotations
 
@@ -49,6 +54,15 @@ def model_tokens(count: int) -> List[str]:
     return [base[k % len(base)] for k in range(count)]
 
 
+#: --own-tokens: every model makes its own strings of its tokens, as a real model's
+#: client does (parsing each one out of a response), instead of sharing one list's
+OWN_TOKENS = False
+
+
+def own(token: str) -> str:
+    return token.encode("utf-8").decode("utf-8") if OWN_TOKENS else token
+
+
 class ReadyModel:
     """``sse_scale.WaitingModel`` whose tokens are all due: ``wait_ready`` and
     ``__next__`` never wait. Same attributes (tokens shared by all models, as the
@@ -72,7 +86,7 @@ class ReadyModel:
         if self.closed or k >= len(self.tokens):
             raise StopIteration
         self._k = k + 1
-        return self.tokens[k]
+        return own(self.tokens[k])
 
     def close(self) -> None:
         self.closed = True
@@ -86,7 +100,7 @@ def plain_body(tokens: List[str], start: float, gap: float) -> Iterator[bytes]:
     """``sse_scale._plain_body`` without its waits."""
     yield b": connected\n"
     for token in tokens:
-        yield _sse_data(token)
+        yield _sse_data(own(token))
     yield b"event: done\ndata: [DONE]\n\n"
 
 
@@ -147,7 +161,7 @@ def rss(k: int, events: int) -> None:
     for variant in ("plain", "hs-wait"):
         out = subprocess.run(
             [sys.executable, os.path.abspath(__file__), "--rss-child", variant, "--k", str(k),
-             "--events", str(events)],
+             "--events", str(events), *(["--own-tokens"] if OWN_TOKENS else [])],
             check=True, capture_output=True, text=True).stdout
         got[variant] = float(out.split()[-1])
         print(f"{variant}: RSS {got[variant]:,.0f} bytes per connection ({k} open, a fresh "
@@ -190,8 +204,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--rss", action="store_true",
                         help="also the RSS growth per connection, each variant in a fresh "
                              "process")
+    parser.add_argument("--own-tokens", action="store_true",
+                        help="each model makes its own token strings (as a real model's "
+                             "client does) instead of sharing them, as sse_scale.py does")
     parser.add_argument("--rss-child", choices=("plain", "hs-wait"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    global OWN_TOKENS
+    OWN_TOKENS = args.own_tokens
     if args.rss_child:
         rss_child(args.rss_child, args.k, args.events)
         return 0
