@@ -59,6 +59,12 @@ class AggregateStage:
     name = "aggregate"
     #: a failed stream is recorded by ``abort(error)``, not ``flush()``
     flush_on_failure = False
+    # one per stream: slots take less than an instance dict
+    __slots__ = (
+        "_count", "_clock", "_lock", "_contents", "_reported", "_counted_at", "_usage",
+        "_usage_key", "_start", "_first", "_end", "_cancelled", "_error", "_cache",
+        "__weakref__",
+    )
 
     def __init__(
         self,

@@ -112,7 +112,9 @@ class _Core:
             wait_ready if callable(wait_ready) else None
         )
         self.user_stop = stop
-        self.stop = threading.Event()  # internal: stages wait on it (the rate limiter)
+        # internal: stages that wait (the rate limiter) are given it by ``bind``; made
+        # only for those (an Event is a Condition, about 1 KB per stream)
+        self.stop: Optional[threading.Event] = None
         self.queue_size = queue_size
         self.close_timeout = close_timeout
         self.result = result
@@ -138,6 +140,8 @@ class _Core:
         for stage in self.stages:
             bind = getattr(stage, "bind", None)
             if bind is not None:
+                if self.stop is None:
+                    self.stop = threading.Event()
                 bind(self.stop)
         self.gen: Iterator[Any] = self._run()
         # taken by a wind-up from another thread, and by every next() after a close()
@@ -184,7 +188,9 @@ class _Core:
     def _wake(self) -> None:
         """Wake every thread of the stream: stages waiting on the internal stop event,
         the reader and the pump waiting on the pipe, a pump blocked in a read."""
-        self.stop.set()
+        stop = self.stop
+        if stop is not None:
+            stop.set()
         pipe = self.pipe
         if pipe is not None:
             pipe.close()

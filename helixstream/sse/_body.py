@@ -2,14 +2,13 @@
 makes one; :func:`stream_chunks_to_sse` writes one to a file-like object."""
 from __future__ import annotations
 
-import collections
 import importlib
 import os
 import secrets
 import socket
 import threading
 import weakref
-from typing import Any, Callable, Deque, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Iterable, List, Mapping, Optional, Tuple, Union
 
 from .._aggregate import ChunkAggregator
 from .._engine import ChunkStream
@@ -47,6 +46,12 @@ class SSEBody:
     :func:`sse_stream`.
     """
 
+    # one per connection: slots take less than an instance dict
+    __slots__ = (
+        "_reader", "_fmt", "_stream", "_keepalive", "_status", "_pending", "_closed",
+        "_peer", "_own_peer", "_finalizer", "__weakref__",
+    )
+
     def __init__(
         self,
         reader: Optional[Reader],
@@ -63,9 +68,8 @@ class SSEBody:
         self._stream = None if reader is None else reader.stream
         self._keepalive = keepalive
         self._status = status
-        self._pending: Deque[bytes] = collections.deque(
-            [opening, *pending] if status == 200 else ()
-        )
+        # what goes out before the stream's events (a list: a deque is ~600 bytes)
+        self._pending: List[bytes] = [opening, *pending] if status == 200 else []
         self._closed = False
         self._peer = peer  # the client's socket, when the server exposes it
         self._own_peer = own_peer  # a duplicate of it, ours to close
@@ -126,7 +130,7 @@ class SSEBody:
 
     def __next__(self) -> bytes:
         if self._pending:
-            return self._pending.popleft()
+            return self._pending.pop(0)
         reader = self._reader
         if self._closed or reader is None:
             self._closed = True

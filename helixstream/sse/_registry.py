@@ -20,7 +20,7 @@ import abc
 import math
 import threading
 import time
-from typing import Any, Callable, List, Optional, Protocol, Set, Tuple
+from typing import Any, Callable, List, Optional, Protocol, Tuple
 
 from .._chunk import StreamChunk
 from .._engine import ChunkStream, set_lookahead
@@ -240,6 +240,12 @@ class Feed:
     the stream's pull lock); :meth:`cancel` may be called from any thread.
     """
 
+    __slots__ = (
+        "fmt", "_begun", "stream", "progress", "estimated_tokens", "expose_errors", "sink",
+        "prefix", "seq", "tokens", "ended", "outcome", "shutdown", "_cancelled",
+        "_recorded", "_count", "_names", "_plain",
+    )
+
     def __init__(
         self,
         stream: ChunkStream,
@@ -270,7 +276,7 @@ class Feed:
         # count tokens chunk by chunk only when progress events need the running count
         # or the stream's aggregate cannot give the total at the end
         self._count = progress or not _has_token_total(stream)
-        self._names: Set[str] = set()  # event names already checked
+        self._names: List[str] = []  # event names already checked (a few: a list)
         self._plain = _plain_text(fmt, progress)
 
     def bind(self, key: str, fmt: EventFormat, sink: Optional[Sink]) -> None:
@@ -301,7 +307,7 @@ class Feed:
         seq = self.seq + 1
         if event is not None and event not in self._names:
             check_event_name(event)  # once per name: a format's names are fixed
-            self._names.add(event)
+            self._names.append(event)
         encoded = encode_event(event, data, self.prefix + str(seq))
         self.seq = seq  # only once encoded: ids have no gaps
         if self.sink is not None:
@@ -386,7 +392,7 @@ class Feed:
                     # the usual event, in line: one per chunk, straight to the sink
                     if event is not None and event not in self._names:
                         check_event_name(event)
-                        self._names.add(event)
+                        self._names.append(event)
                     seq = self.seq + 1
                     encoded = encode_event(event, data, self.prefix + str(seq))
                     self.seq = seq  # only once encoded: ids have no gaps

@@ -14,7 +14,8 @@ import logging
 import secrets
 import threading
 import time
-from typing import Any, Callable, Deque, List, Optional, Tuple
+from array import array
+from typing import Any, Callable, List, Optional, Set, Tuple
 
 from .._engine import ChunkStream
 from .._formats import EventFormat
@@ -41,36 +42,77 @@ __all__ = ["EventLog", "SSEReplay"]
 
 _log = logging.getLogger("helixstream.sse")
 
-#: What an event in a log costs beyond its bytes (the tuple, the bytes object, the
-#: deque slot), and what a registry's finished stream costs beyond its events (the
-#: log, the producer, locks, the key): about 90 and 2,000 bytes measured with
-#: tracemalloc on CPython 3.11, rounded up.
-_EVENT_OVERHEAD = 96
+#: What an event in a log costs beyond its bytes as kept: its length in the log's
+#: array of lengths (2 bytes; 4 once an event was longer than 64 KiB), and room for
+#: the buffer's growth and the array's slack (the bytes a dropped event leaves until
+#: the buffer is next reallocated). What an event kept whole in a log with ids (see
+#: ``EventLog``'s ``id_prefix``) costs besides: its number in a set. What a registry's
+#: finished stream costs beyond its events (the log, the producer, locks, the key):
+#: about 1,400 bytes measured with tracemalloc on CPython 3.11, rounded up.
+_EVENT_OVERHEAD = 8
+_WHOLE_OVERHEAD = 64
 _ENTRY_OVERHEAD = 2048
 #: A running stream's growth is counted against ``max_bytes`` in steps of this many
 #: bytes (about 30 events), so the registry's lock is not taken for every event.
 _COUNT_STEP = 4096
+#: The array of lengths is compacted (its dropped head removed) once the head is at
+#: least this long and half of the array.
+_COMPACT_AT = 64
 
 
 class EventLog:
     """The events of one stream, bounded, for replay after a reconnect.
 
     Events are numbered from 1 with no gaps; the log keeps the last ``max_events``.
-    :attr:`size_bytes` is what the kept events cost: their bytes plus a fixed overhead
-    per event (the objects that hold them).
+    They are kept in one buffer, one after the other, with an array of their lengths
+    (a few bytes per event beyond its own bytes, instead of an object per event).
+    :attr:`size_bytes` is what the kept events cost: their bytes as kept plus a few
+    bytes per event.
 
     Args:
         max_events: how many events are kept (>= 1).
         clock: time source for :attr:`ended_at` (seconds).
+        id_prefix: the events' ids are ``<id_prefix><number>`` (as
+            :func:`sse_stream` writes them with a registry): an event whose bytes end
+            with its own id line (``id: <id_prefix><number>`` and the empty line) is
+            kept without that line, which :meth:`after` writes back. Other events are
+            kept whole. None (the default): every event is kept whole.
     """
 
-    def __init__(self, max_events: int = 10_000, clock: Callable[[], float] = time.monotonic):
+    __slots__ = (
+        "max_events", "_clock", "_buf", "_lens", "_head", "_id_line", "_whole", "_lock",
+        "_size", "_on_change", "_read_upto", "last_seq", "ended_at", "__weakref__",
+    )
+
+    def __init__(
+        self,
+        max_events: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        id_prefix: Optional[str] = None,
+    ):
         check_positive_int("max_events", max_events)
         check_clock(clock)
+        if id_prefix is not None:
+            if not isinstance(id_prefix, str):
+                raise TypeError(f"id_prefix must be a str or None, not {type(id_prefix).__name__}")
+            if "\r" in id_prefix or "\n" in id_prefix or "\0" in id_prefix:
+                raise ValueError(f"id_prefix must not contain CR, LF or NUL (got {id_prefix!r})")
         super().__init__()
         self.max_events = max_events
         self._clock = clock
-        self._events: Deque[Tuple[int, bytes]] = collections.deque()
+        # the kept events' bytes (each without its id line where it had the expected
+        # one), oldest first; their lengths from ``_lens[_head]`` on (the entries
+        # before ``_head`` are dropped events', removed in bulk: ``_COMPACT_AT``)
+        self._buf = bytearray()
+        self._lens = array("H")  # 2 bytes a length; wider from the first longer event
+        self._head = 0
+        # b"id: <id_prefix>" (None: events are kept whole), and the numbers of the
+        # events kept whole although the log has ids (None while there is none)
+        self._id_line: Optional[bytes] = (
+            None if id_prefix is None else b"id: " + id_prefix.encode("utf-8")
+        )
+        self._whole: Optional[Set[int]] = None
         self._lock = threading.Lock()
         self._size = 0
         # told how many bytes the log grew by (0: it ended), outside the lock (SSEReplay)
@@ -89,20 +131,68 @@ class EventLog:
     def extend(self, events: List[Tuple[int, bytes]]) -> None:
         """Record events ``(number, bytes)``, numbered on from the last one."""
         grown = 0
+        id_line = self._id_line
         with self._lock:
-            kept = self._events
+            last = self.last_seq
+            for seq, _ in events:  # all checked first: a bad batch records nothing
+                if seq != last + 1:
+                    raise ValueError(f"event {seq} does not follow event {last}")
+                last = seq
+            buf = self._buf
+            lens = self._lens
             for seq, data in events:
-                if seq != self.last_seq + 1:
-                    raise ValueError(f"event {seq} does not follow event {self.last_seq}")
-                kept.append((seq, data))
+                size = len(data)
+                if id_line is not None:
+                    tail = b"%b%d\n\n" % (id_line, seq)
+                    if data.endswith(tail):
+                        size -= len(tail)
+                        buf += data[:size]
+                    else:
+                        buf += data
+                        if self._whole is None:
+                            self._whole = set()
+                        self._whole.add(seq)
+                        grown += _WHOLE_OVERHEAD
+                else:
+                    buf += data
+                try:
+                    lens.append(size)
+                except OverflowError:  # an event of 64 KiB: wider lengths from now on
+                    self._lens = lens = array("I" if size <= 0xFFFFFFFF else "Q", lens)
+                    lens.append(size)
                 self.last_seq = seq
-                grown += len(data) + _EVENT_OVERHEAD
-                if len(kept) > self.max_events:
-                    grown -= len(kept.popleft()[1]) + _EVENT_OVERHEAD
+                grown += size + _EVENT_OVERHEAD
+            excess = len(lens) - self._head - self.max_events
+            if excess > 0:
+                grown -= self._drop(excess)
             self._size += grown
             on_change = self._on_change
         if on_change is not None and grown:
             on_change(grown)
+
+    def _drop(self, count: int) -> int:
+        """Drop the oldest ``count`` kept events (with the lock held); return the
+        bytes freed (as :attr:`size_bytes` counts them)."""
+        head = self._head
+        lens = self._lens
+        stored = sum(lens[head:head + count])
+        freed = stored + count * _EVENT_OVERHEAD
+        whole = self._whole
+        if whole is not None:
+            first = self.last_seq - (len(lens) - head) + 1
+            for seq in range(first, first + count):
+                if seq in whole:
+                    whole.discard(seq)
+                    freed += _WHOLE_OVERHEAD
+            if not whole:
+                self._whole = None
+        del self._buf[:stored]  # advances the buffer's start (no copy)
+        head += count
+        if head >= _COMPACT_AT and 2 * head >= len(lens):
+            del lens[:head]
+            head = 0
+        self._head = head
+        return freed
 
     @property
     def size_bytes(self) -> int:
@@ -114,9 +204,11 @@ class EventLog:
         such event is left); return the bytes freed."""
         freed = 0
         with self._lock:
-            events = self._events
-            while events and freed < excess and events[0][0] <= self._read_upto:
-                freed += len(events.popleft()[1]) + _EVENT_OVERHEAD
+            lens = self._lens
+            first = self.last_seq - (len(lens) - self._head) + 1
+            while freed < excess and first <= min(self._read_upto, self.last_seq):
+                freed += self._drop(1)
+                first += 1
             self._size -= freed
         return freed
 
@@ -152,10 +244,10 @@ class EventLog:
         return self.ended_at is not None
 
     def _start_of(self, seq: int) -> int:
-        # called with the lock held: the index in the deque of the event after ``seq``
+        # called with the lock held: how many kept events come before the one after ``seq``
         if seq < 0 or seq > self.last_seq:
             raise ResumeError(UNKNOWN, "Cannot resume: this event id was never sent.")
-        first = self._events[0][0] if self._events else self.last_seq + 1
+        first = self.last_seq - (len(self._lens) - self._head) + 1
         if seq + 1 < first:
             raise ResumeError(
                 EXPIRED, "Cannot resume: the events after this id are no longer kept."
@@ -167,6 +259,39 @@ class EventLog:
         with self._lock:
             self._start_of(seq)
 
+    def _take_after(self, seq: int) -> Tuple[int, bytes, List[int]]:
+        """With the lock held: ``(number of the first event after seq, their bytes
+        as kept, their lengths as kept)``; the reader may drop them from now on."""
+        start = self._head + self._start_of(seq)
+        lens = self._lens
+        kept = lens[start:].tolist()
+        buf = self._buf
+        stored = sum(kept)
+        view = memoryview(buf)  # one copy of the kept bytes, not two
+        try:
+            data = view[len(buf) - stored:].tobytes()
+        finally:
+            view.release()
+        # the reader takes them all: they may be dropped from now on (a superseded
+        # reader's last call may move this on for its successor: that one then gets
+        # ``events_expired`` if memory runs short at that very moment)
+        self._read_upto = self.last_seq
+        return seq + 1, data, kept
+
+    def _rebuilt(self, first: int, data: bytes, lens: List[int], whole: Optional[Set[int]]
+                 ) -> List[Tuple[int, bytes]]:
+        """The events of :meth:`_take_after` as they were recorded."""
+        id_line = self._id_line
+        out = []
+        pos = 0
+        for seq, size in enumerate(lens, first):
+            piece = data[pos:pos + size]
+            pos += size
+            if id_line is not None and (whole is None or seq not in whole):
+                piece += b"%b%d\n\n" % (id_line, seq)
+            out.append((seq, piece))
+        return out
+
     def after(self, seq: int) -> List[Tuple[int, bytes]]:
         """The ``(number, bytes)`` of the events after ``seq``, oldest first.
 
@@ -176,15 +301,31 @@ class EventLog:
         with self._lock:
             if seq == self.last_seq:
                 return []
-            start = self._start_of(seq)
-            # the reader takes them all: they may be dropped from now on (a superseded
-            # reader's last call may move this on for its successor: that one then gets
-            # ``events_expired`` if memory runs short at that very moment)
-            self._read_upto = self.last_seq
-            return list(itertools.islice(self._events, start, None))
+            first, data, lens = self._take_after(seq)
+            whole = None if self._whole is None else set(self._whole)
+        return self._rebuilt(first, data, lens, whole)
+
+    def _read_after(self, seq: int) -> Tuple[int, bytes]:
+        """``(number of the last event, the bytes of the events after seq)``: what
+        :meth:`after` returns, joined (for a reader). ``(seq, b"")`` when there is none.
+
+        Raises:
+            ResumeError: as :meth:`after`.
+        """
+        with self._lock:
+            if seq == self.last_seq:
+                return seq, b""
+            first, data, lens = self._take_after(seq)
+            if self._id_line is None:
+                return first + len(lens) - 1, data
+            whole = None if self._whole is None else set(self._whole)
+        return first + len(lens) - 1, b"".join(
+            piece for _, piece in self._rebuilt(first, data, lens, whole)
+        )
 
     def __len__(self) -> int:
-        return len(self._events)
+        with self._lock:
+            return len(self._lens) - self._head
 
 
 class _Timers:
@@ -276,6 +417,7 @@ class _Entry:
         "counted",
         "uncounted",
         "trimmed",
+        "registry",
         "__weakref__",
     )
 
@@ -292,6 +434,13 @@ class _Entry:
         self.uncounted = 0  # growth not yet counted (told in steps of _COUNT_STEP)
         # bytes of that growth a trim freed before it was counted (registry's lock)
         self.trimmed = 0
+        self.registry: Optional["SSEReplay"] = None  # told of the log's growth: grew()
+
+    def grew(self, grown: int) -> None:
+        """The log's ``_on_change`` (a bound method: smaller than a closure)."""
+        registry = self.registry
+        if registry is not None:
+            registry._grew(self, grown)
 
 
 class _LogReader:
@@ -330,13 +479,17 @@ class _LogReader:
             if self._over or entry.reader is not self:
                 return None  # ended, or another connection took the stream over
             try:
-                events = log.after(self._cursor) if log.last_seq != self._cursor else []
+                last, data = (
+                    log._read_after(self._cursor)
+                    if log.last_seq != self._cursor
+                    else (self._cursor, b"")
+                )
             except ResumeError as exc:  # overtaken by a full log
                 self._over = True  # this error event is the last
                 return notice_bytes(feed.fmt, exc.code, exc.message)
-            if events:
-                self._cursor = events[-1][0]
-                return b"".join(data for _, data in events)
+            if last != self._cursor:
+                self._cursor = last
+                return data
             if log.ended:
                 self._over = True
                 if feed.shutdown:  # SSEReplay.close(): no id, the client resumes elsewhere
@@ -511,13 +664,14 @@ class SSEReplay(Registry):
             key = secrets.token_urlsafe(9)
             while key in self._entries:  # pragma: no cover - 72 random bits
                 key = secrets.token_urlsafe(9)
-            log = EventLog(self.max_events, self._clock)
+            log = EventLog(self.max_events, self._clock, id_prefix=key + ".")
             entry = _Entry(key, log, feed, owner)
             reader = _LogReader(self, entry, 0)
             entry.reader = reader
             entry.counted = _ENTRY_OVERHEAD
             self._used += _ENTRY_OVERHEAD
-            log._on_change = lambda grown: self._grew(entry, grown)
+            entry.registry = self
+            log._on_change = entry.grew
             feed.bind(key, make_fmt(key), log)
             self._entries[key] = entry
             evicted = []
