@@ -81,7 +81,8 @@ class EventLog:
 
     __slots__ = (
         "max_events", "_clock", "_buf", "_lens", "_head", "_id_line", "_whole", "_lock",
-        "_size", "_on_change", "_read_upto", "last_seq", "ended_at", "__weakref__",
+        "_size", "_on_change", "_untold", "_puller_reads", "_read_upto", "last_seq",
+        "ended_at", "__weakref__",
     )
 
     def __init__(
@@ -115,8 +116,13 @@ class EventLog:
         self._whole: Optional[Set[int]] = None
         self._lock = threading.Lock()
         self._size = 0
-        # told how many bytes the log grew by (0: it ended), outside the lock (SSEReplay)
+        # told how many bytes the log grew by (0: it ended), outside the lock (SSEReplay),
+        # in steps of about _COUNT_STEP bytes: the growth not told yet is ``_untold``
         self._on_change: Optional[Callable[[int], None]] = None
+        self._untold = 0
+        # the events recorded are read at once (SSEReplay: the one who pulls the stream
+        # is the reader who sends what it pulled)
+        self._puller_reads = False
         # the events up to this number were read by the stream's reader: only those
         # may be dropped to save memory (the others are on their way to the client)
         self._read_upto = 0
@@ -130,6 +136,9 @@ class EventLog:
 
     def extend(self, events: List[Tuple[int, bytes]]) -> None:
         """Record events ``(number, bytes)``, numbered on from the last one."""
+        if len(events) == 1:
+            self._add(*events[0])
+            return
         grown = 0
         id_line = self._id_line
         with self._lock:
@@ -166,8 +175,57 @@ class EventLog:
             if excess > 0:
                 grown -= self._drop(excess)
             self._size += grown
+            if self._puller_reads:
+                self._read_upto = self.last_seq
+            grown += self._untold
+            if grown < _COUNT_STEP:
+                self._untold = grown
+                return
+            self._untold = 0
             on_change = self._on_change
-        if on_change is not None and grown:
+        if on_change is not None:
+            on_change(grown)
+
+    def _add(self, seq: int, data: bytes) -> None:
+        """:meth:`extend` with one event (the usual call, done in one frame)."""
+        with self._lock:
+            if seq != self.last_seq + 1:
+                raise ValueError(f"event {seq} does not follow event {self.last_seq}")
+            buf = self._buf
+            size = len(data)
+            buf += data
+            grown = _EVENT_OVERHEAD
+            id_line = self._id_line
+            if id_line is not None:
+                tail = b"%b%d\n\n" % (id_line, seq)
+                if data.endswith(tail):
+                    size -= len(tail)
+                    del buf[len(buf) - len(tail):]
+                else:
+                    if self._whole is None:
+                        self._whole = set()
+                    self._whole.add(seq)
+                    grown += _WHOLE_OVERHEAD
+            lens = self._lens
+            try:
+                lens.append(size)
+            except OverflowError:  # an event of 64 KiB: wider lengths from now on
+                self._lens = lens = array("I" if size <= 0xFFFFFFFF else "Q", lens)
+                lens.append(size)
+            self.last_seq = seq
+            grown += size
+            if len(lens) - self._head > self.max_events:
+                grown -= self._drop(len(lens) - self._head - self.max_events)
+            self._size += grown
+            if self._puller_reads:
+                self._read_upto = seq
+            grown += self._untold
+            if grown < _COUNT_STEP:
+                self._untold = grown
+                return
+            self._untold = 0
+            on_change = self._on_change
+        if on_change is not None:
             on_change(grown)
 
     def _drop(self, count: int) -> int:
@@ -234,8 +292,11 @@ class EventLog:
             if self.ended_at is not None:
                 return
             self.ended_at = self._clock()
+            untold, self._untold = self._untold, 0
             on_change = self._on_change
         if on_change is not None:
+            if untold:
+                on_change(untold)
             on_change(0)
 
     @property
@@ -506,9 +567,8 @@ class _LogReader:
                 if got:
                     # exactly the events after the cursor: sent from here, since a
                     # small log may already have dropped some of them
-                    self._cursor = log.last_seq
-                    log._mark_read(self._cursor)
-                    return b"".join(got)
+                    self._cursor = log.last_seq  # (marked read by the log: _puller_reads)
+                    return got[0] if len(got) == 1 else b"".join(got)
             finally:
                 entry.pull_lock.release()
             if got is None:
@@ -672,6 +732,7 @@ class SSEReplay(Registry):
             self._used += _ENTRY_OVERHEAD
             entry.registry = self
             log._on_change = entry.grew
+            log._puller_reads = True
             feed.bind(key, make_fmt(key), log)
             self._entries[key] = entry
             evicted = []
