@@ -540,7 +540,7 @@ class _Core:
             # the hot loop's shapes: text into the buffer, then the aggregate's chunk,
             # with at most a watcher between them, and no timers
             fast = ticks is None and (pair or watched is not None)
-            sink_of = getattr(stages[-1], "text_sink", None) if fast else None
+            sink_of = getattr(stages[-1], "text_sink", None) if tail is not None else None
             sink: Optional[List[str]] = None
             at_end = False  # the source is over: its last item has been taken
             finished = False  # ... and what the decoder held has gone through too
@@ -764,10 +764,16 @@ class _Core:
                 while i < n:
                     if item.__class__ is str:
                         if i == tail_at:
+                            if sink is not None:  # the aggregate's chunk_of, in line
+                                sink.append(item)
+                                yield StreamChunk(item, len(sink) - 1)
+                                break
                             try:
                                 item = tail(item)  # type: ignore[misc]
                             except BaseException as exc:
                                 raise fault(i, exc)  # noqa: B904 - the same, or a PipelineError
+                            if sink_of is not None:
+                                sink = sink_of()
                             yield item
                             break
                         if notes:

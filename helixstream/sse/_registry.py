@@ -122,7 +122,10 @@ def check_lookahead(value: Any) -> Optional[int]:
 
 # --- the contract ---------------------------------------------------------------------------
 class Sink(Protocol):
-    """Where a :class:`Feed` records its encoded events, before they are sent."""
+    """Where a :class:`Feed` records its encoded events, before they are sent.
+
+    A sink that also has ``append(number, bytes)`` (as :class:`EventLog` has) is given
+    a chunk's one event with it, without a list around it."""
 
     def extend(self, events: List[Tuple[int, bytes]]) -> None:
         """Record events ``(number, bytes)``, numbered on from the last one."""
@@ -243,7 +246,7 @@ class Feed:
     __slots__ = (
         "fmt", "_begun", "stream", "progress", "estimated_tokens", "expose_errors", "sink",
         "prefix", "seq", "tokens", "ended", "outcome", "shutdown", "_cancelled",
-        "_recorded", "_count", "_names", "_plain",
+        "_recorded", "_count", "_names", "_plain", "_append",
     )
 
     def __init__(
@@ -278,6 +281,7 @@ class Feed:
         self._count = progress or not _has_token_total(stream)
         self._names: List[str] = []  # event names already checked (a few: a list)
         self._plain = _plain_text(fmt, progress)
+        self._append: Optional[Callable[[int, bytes], None]] = None
 
     def bind(self, key: str, fmt: EventFormat, sink: Optional[Sink]) -> None:
         """Number the events ``"<key>.<n>"``, write them with ``fmt``, record them in
@@ -285,6 +289,8 @@ class Feed:
         self.prefix = key + "."
         self.fmt = fmt
         self.sink = sink
+        # a sink that takes one event at a time (EventLog.append) is given them so
+        self._append = getattr(sink, "append", None)
         self._plain = _plain_text(fmt, self.progress)
 
     def set_lookahead(self, chunks: Optional[int]) -> None:
@@ -394,10 +400,15 @@ class Feed:
                         check_event_name(event)
                         self._names.append(event)
                     seq = self.seq + 1
-                    encoded = encode_event(event, data, self.prefix + str(seq))
+                    if "\n" in data or "\r" in data or event is not None:
+                        encoded = encode_event(event, data, self.prefix + str(seq))
+                    else:  # encode_event's usual case, in line
+                        encoded = f"data: {data}\nid: {self.prefix}{seq}\n\n".encode()
                     self.seq = seq  # only once encoded: ids have no gaps
                     out.append(encoded)
-                    if self.sink is not None:
+                    if self._append is not None:
+                        self._append(seq, encoded)
+                    elif self.sink is not None:
                         self.sink.extend([(seq, encoded)])
                     return out
                 self._emit_all(out, events)

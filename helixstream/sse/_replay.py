@@ -132,7 +132,7 @@ class EventLog:
 
     def append(self, seq: int, data: bytes) -> None:
         """Record event ``seq`` (the next number)."""
-        self.extend([(seq, data)])
+        self._add(seq, data)
 
     def extend(self, events: List[Tuple[int, bytes]]) -> None:
         """Record events ``(number, bytes)``, numbered on from the last one."""
@@ -551,7 +551,7 @@ class _LogReader:
             if last != self._cursor:
                 self._cursor = last
                 return data
-            if log.ended:
+            if log.ended_at is not None:  # (the attribute: no property call per event)
                 self._over = True
                 if feed.shutdown:  # SSEReplay.close(): no id, the client resumes elsewhere
                     return notice_bytes(feed.fmt, "shutdown", SHUTDOWN_MESSAGE)
