@@ -128,3 +128,20 @@ def test_cancel_requests_are_kept_for_the_owner_until_taken(store: RedisStore) -
     store.request_cancel(key, "p3", "cancel " + key)
     store.forget_process("p3")
     assert store.take_cancels("p3") == []
+
+
+def test_events_are_encoded_as_the_generic_command_would(store: RedisStore) -> None:
+    """encode() writes what every XADD of a write shares once, then one format per
+    event: byte for byte the generic RESP encoding of each command."""
+    from helixstream.sse._redis_store import _command
+
+    key = new_key(store.epoch())
+    ev = store.events_key(key).encode()
+    cap = store._cap
+    for last, batch in ((0, [(1, b"data: a\n\n"), (2, b"x" * 300)]),
+                        (5, [(6, b""), (7, "data: é\n\n".encode())])):
+        got = store.encode(key, batch, None, last)
+        extra = [b"NOMKSTREAM"] if last else []
+        want = [_command(b"XADD", ev, *extra, b"MAXLEN", b"~", cap, b"0-%d" % seq, b"d", data)
+                for seq, data in batch]
+        assert got[:len(batch)] == want

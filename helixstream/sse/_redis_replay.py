@@ -115,6 +115,7 @@ class _Owned:
     __slots__ = (
         "key", "feed", "owner", "lock", "attached", "detached_at", "seen_at", "driven",
         "broken", "lost_written", "touched_at", "followers", "last", "pending", "sink",
+        "heads",
     )
 
     def __init__(self, key: str, feed: Feed, owner: Any, now: float) -> None:
@@ -133,6 +134,7 @@ class _Owned:
         self.last = 0  # the number of its last event
         self.pending: List[bytes] = []  # events made by a stop, for the own connection
         self.sink: Optional["_Sink"] = None
+        self.heads: List[bytes] = []  # its XADD commands' common part (RedisStore.encode)
 
 
 class _Sink:
@@ -671,8 +673,12 @@ class RedisReplay(Registry):
             if not full:
                 if not self._queue:
                     self._queued_at = time.monotonic()
+                if end is not None:
+                    # a stream's end goes at once (a cancel waits for it, a resume looks
+                    # for it): what is queued is taken along now
+                    self._queued_at = time.monotonic() - _WRITE_EVERY
                 self._queue.append((owned, events, end, owned.last, raw))
-                wake, self._writer_idle = self._writer_idle, False
+                wake, self._writer_idle = self._writer_idle or end is not None, False
         if full:
             self._broke(owned, OverflowError(f"{_MAX_QUEUED} writes are waiting for Redis"))
         elif wake:
@@ -691,11 +697,20 @@ class RedisReplay(Registry):
             self._queued_at = None
         if not batch:
             return False
+        # a stream's writes of these few milliseconds go out as one (in their order)
+        merged: Dict[_Owned, List[Any]] = {}
+        for owned, events, end, last, raw in batch:
+            same = merged.get(owned)
+            if same is None:
+                merged[owned] = [list(events), end, last, raw]
+            else:
+                same[0].extend(events)
+                same[1] = end
         commands: List[bytes] = []
         streams: List[_Owned] = []
-        for owned, events, end, last, raw in batch:
+        for owned, (events, end, last, raw) in merged.items():
             if not owned.broken:
-                encoded = self._store.encode(owned.key, events, end, last)
+                encoded = self._store.encode(owned.key, events, end, last, owned.heads)
                 if raw:  # a new stream's record, before its first events
                     encoded = raw + encoded
                 commands.extend(encoded)

@@ -255,7 +255,12 @@ class RedisStore:
         self.client.connection_pool.release(conn)
 
     def encode(
-        self, key: str, events: Sequence[Tuple[int, bytes]], end: Optional[str] = None, last: int = 0
+        self,
+        key: str,
+        events: Sequence[Tuple[int, bytes]],
+        end: Optional[str] = None,
+        last: int = 0,
+        heads: Optional[List[bytes]] = None,
     ) -> List[bytes]:
         """The commands (RESP) that add events to a stream (and, with ``end``, the end
         marker after them; ``last``: the number of the last event before these).
@@ -265,6 +270,8 @@ class RedisStore:
         them all expire ``ttl`` after the end. Encoding here and writing many commands
         with one ``sendall`` costs a fraction of redis-py client calls (which take a
         pooled connection, encode and wait for each reply: 50-60 µs per ``XADD``).
+        ``heads``: an empty list the caller keeps for the stream, where the part every
+        XADD of the stream has in common is kept once encoded.
         """
         if not events and end is None:
             return []
@@ -273,14 +280,26 @@ class RedisStore:
         commands: List[bytes] = []
         # only the first write may create the stream (it sets its expiry): a later one
         # finding it gone (a FLUSHALL, an expiry) must not make it again without one
-        for seq, data in events:
-            if first:
-                commands.append(_command(b"XADD", ev, b"MAXLEN", b"~", self._cap, b"0-%d" % seq, b"d", data))
+        if events:
+            # what every XADD of the stream has in common, encoded once: then one
+            # format per event (its id and bytes) instead of one per argument
+            if heads is None or not heads:
+                made = [_command(b"XADD", ev, b"MAXLEN", b"~", self._cap),
+                        _command(b"XADD", ev, b"NOMKSTREAM", b"MAXLEN", b"~", self._cap)]
+                made = [b"*8" + made[0][made[0].index(b"\r\n"):],
+                        b"*9" + made[1][made[1].index(b"\r\n"):]]
+                if heads is not None:
+                    heads.extend(made)
             else:
+                made = heads
+            head = made[0] if first else made[1]
+            for seq, data in events:
+                number = b"0-%d" % seq
                 commands.append(
-                    _command(b"XADD", ev, b"NOMKSTREAM", b"MAXLEN", b"~", self._cap, b"0-%d" % seq, b"d", data)
+                    b"%b$%d\r\n%b\r\n$1\r\nd\r\n$%d\r\n%b\r\n"
+                    % (head, len(number), number, len(data), data)
                 )
-            last = seq
+            last = events[-1][0]
         if end is not None:
             commands.append(_command(b"XADD", ev, b"0-%d" % (last + 1), b"end", end.encode("ascii")))
         if first or end is not None:
