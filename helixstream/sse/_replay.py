@@ -130,14 +130,11 @@ class EventLog:
         #: When the stream ended (by ``clock``), or None while it runs.
         self.ended_at: Optional[float] = None
 
-    def append(self, seq: int, data: bytes) -> None:
-        """Record event ``seq`` (the next number)."""
-        self._add(seq, data)
 
     def extend(self, events: List[Tuple[int, bytes]]) -> None:
         """Record events ``(number, bytes)``, numbered on from the last one."""
         if len(events) == 1:
-            self._add(*events[0])
+            self.append(*events[0])
             return
         grown = 0
         id_line = self._id_line
@@ -186,8 +183,9 @@ class EventLog:
         if on_change is not None:
             on_change(grown)
 
-    def _add(self, seq: int, data: bytes) -> None:
-        """:meth:`extend` with one event (the usual call, done in one frame)."""
+    def append(self, seq: int, data: bytes) -> None:
+        """Record event ``seq`` (the next number): :meth:`extend` with one event (the
+        usual call, done in one frame)."""
         with self._lock:
             if seq != self.last_seq + 1:
                 raise ValueError(f"event {seq} does not follow event {self.last_seq}")
