@@ -133,55 +133,15 @@ class EventLog:
 
     def extend(self, events: List[Tuple[int, bytes]]) -> None:
         """Record events ``(number, bytes)``, numbered on from the last one."""
-        if len(events) == 1:
-            self.append(*events[0])
-            return
-        grown = 0
-        id_line = self._id_line
         with self._lock:
             last = self.last_seq
             for seq, _ in events:  # all checked first: a bad batch records nothing
                 if seq != last + 1:
                     raise ValueError(f"event {seq} does not follow event {last}")
                 last = seq
-            buf = self._buf
-            lens = self._lens
-            for seq, data in events:
-                size = len(data)
-                if id_line is not None:
-                    tail = b"%b%d\n\n" % (id_line, seq)
-                    if data.endswith(tail):
-                        size -= len(tail)
-                        buf += data[:size]
-                    else:
-                        buf += data
-                        if self._whole is None:
-                            self._whole = set()
-                        self._whole.add(seq)
-                        grown += _WHOLE_OVERHEAD
-                else:
-                    buf += data
-                try:
-                    lens.append(size)
-                except OverflowError:  # an event of 64 KiB: wider lengths from now on
-                    self._lens = lens = array("I" if size <= 0xFFFFFFFF else "Q", lens)
-                    lens.append(size)
-                self.last_seq = seq
-                grown += size + _EVENT_OVERHEAD
-            excess = len(lens) - self._head - self.max_events
-            if excess > 0:
-                grown -= self._drop(excess)
-            self._size += grown
-            if self._puller_reads:
-                self._read_upto = self.last_seq
-            grown += self._untold
-            if grown < _COUNT_STEP:
-                self._untold = grown
-                return
-            self._untold = 0
-            on_change = self._on_change
-        if on_change is not None:
-            on_change(grown)
+        # (one producer: nobody else appends in between)
+        for seq, data in events:
+            self.append(seq, data)
 
     def append(self, seq: int, data: bytes) -> None:
         """Record event ``seq`` (the next number): :meth:`extend` with one event (the
