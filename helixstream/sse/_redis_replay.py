@@ -552,8 +552,10 @@ class RedisReplay(Registry):
 
         Returns:
             True if a running stream was stopped (its owner wrote the ``cancelled``
-            event within a second); False if the id is unknown, belongs to another
-            owner, or its stream had already ended.
+            event within a second, or one ``heartbeat`` if longer); False if the id is
+            unknown, belongs to another owner, its stream had already ended or its
+            owner is gone, or the stop is still on its way (the request stays recorded
+            for the owner, which takes it at its next tick).
         """
         if not isinstance(stream_id, str):
             raise TypeError(f"stream_id must be a str, not {type(stream_id).__name__}")
@@ -583,10 +585,13 @@ class RedisReplay(Registry):
                 return False  # ended already
             # recorded for the owner's process too: a listener that was reconnecting
             # misses the message, and the owner takes the record at its next tick
-            if store.request_cancel(stream_id, record.get("proc", ""), "cancel " + stream_id) == 0:
-                return False
+            proc = record.get("proc", "")
+            heard = store.request_cancel(stream_id, proc, "cancel " + stream_id)
+            if not heard and not store.client.exists(store.proc_key(proc)):
+                return False  # nobody listens and its owner is gone: nobody stops it
             seq = 0 if last is None else last[0]
-            deadline = time.monotonic() + 1.0
+            # the owner's tick comes every heartbeat / 2: wait for one, at least a second
+            deadline = time.monotonic() + max(1.0, self.heartbeat)
             while True:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -705,7 +710,10 @@ class RedisReplay(Registry):
                 merged[owned] = [list(events), end, last, raw]
             else:
                 same[0].extend(events)
-                same[1] = end
+                if end is not None:
+                    same[1] = end
+                if raw:  # the stream's record, queued after an early end: still first
+                    same[3] = raw if not same[3] else same[3] + raw
         commands: List[bytes] = []
         streams: List[_Owned] = []
         for owned, (events, end, last, raw) in merged.items():
@@ -839,7 +847,8 @@ class RedisReplay(Registry):
     def _cancelled(self, key: str) -> None:
         with self._lock:
             owned = self._owned.get(key)
-        if owned is not None and not owned.feed.ended:
+        # (a cancel is heard twice: by the listener and from the record at a tick)
+        if owned is not None and not owned.feed.ended and not owned.feed.cancel_requested:
             self._stop(owned)
 
     # --- threads -------------------------------------------------------------------------
@@ -979,15 +988,17 @@ class RedisReplay(Registry):
                 self.proc, self._heartbeat_ms, leases, [o.key for o in detached]
             )
             store.touch(touch)
-            cancels = store.take_cancels(self.proc)
         except redis_errors() as exc:
             _log.debug("helixstream: RedisReplay tick failed: %s", exc)
             epoch, present = None, [False] * len(detached)
-            cancels = []
         else:
             for owned in self._owned_list():
                 if owned.key in touch:
                     owned.touched_at = now
+        try:
+            cancels = store.take_cancels(self.proc)
+        except redis_errors():
+            cancels = []  # (the record stays: taken at the next tick)
         for key in cancels:  # asked while our listener was away (see cancel)
             self._cancelled(key)
         if epoch is not None and epoch != self._epoch:

@@ -428,6 +428,11 @@ class Feed:
         self._end("error")
         return out
 
+    @property
+    def cancel_requested(self) -> bool:
+        """:meth:`cancel` was called."""
+        return self._cancelled
+
     def cancel(self, shutdown: bool = False) -> None:
         """Close the stream (any thread); the next :meth:`pull` reports the cancellation
         (with ``shutdown``, the readers report a shutdown instead)."""

@@ -120,8 +120,9 @@ class EventLog:
         # in steps of about _COUNT_STEP bytes: the growth not told yet is ``_untold``
         self._on_change: Optional[Callable[[int], None]] = None
         self._untold = 0
-        # the events recorded are read at once (SSEReplay: the one who pulls the stream
-        # is the reader who sends what it pulled)
+        # set by SSEReplay's reader while it pulls the stream: the events recorded then
+        # are read at once (it sends what it pulled); events recorded by others (the
+        # ``cancelled`` event of a cancel) are not, until a reader sends them
         self._puller_reads = False
         # the events up to this number were read by the stream's reader: only those
         # may be dropped to save memory (the others are on their way to the client)
@@ -521,7 +522,11 @@ class _LogReader:
             try:
                 if log.last_seq > self._cursor:
                     continue  # another reader pulled while we waited
-                got = feed.pull(keepalive)
+                log._puller_reads = True  # what this pull records is sent from here
+                try:
+                    got = feed.pull(keepalive)
+                finally:
+                    log._puller_reads = False
                 if got:
                     # exactly the events after the cursor: sent from here, since a
                     # small log may already have dropped some of them
@@ -690,7 +695,6 @@ class SSEReplay(Registry):
             self._used += _ENTRY_OVERHEAD
             entry.registry = self
             log._on_change = entry.grew
-            log._puller_reads = True
             feed.bind(key, make_fmt(key), log)
             self._entries[key] = entry
             evicted = []
