@@ -54,3 +54,33 @@ def test_a_cancel_nobody_heard_at_once_answers_true_when_it_stops_the_stream(tmp
         finally:
             a.close()
             b.close()
+
+
+def test_the_writers_merge_keeps_an_end_queued_before_a_record(tmp_path) -> None:
+    # close() racing open(): a stream's end ("shutdown") queued before its record; one
+    # flush merging the two kept the later entry's end (None) and dropped its record
+    import helixstream as hs
+
+    from .redis_server import redis_server
+    from .test_redis_replay import read_until
+
+    for server in redis_server(tmp_path):
+        replay = hs.RedisReplay(server.url, grace=5.0, heartbeat=0.5)
+        try:
+            source = BlockingSource(["a "])
+            body = hs.sse_stream(source, replay=replay, keepalive=5)
+            read_until(body, 1)
+            key = body.stream_id
+            owned = replay._owned[key]
+            store = replay._store
+            record = store.encode_create(key, None, replay.proc, 1500)
+            with replay._flush_lock:  # the writer waits: one flush takes both
+                replay._enqueue(owned, [], "shutdown")
+                replay._enqueue(owned, [], None, record)
+            replay._flush_writes()
+            last = store.after_last(key)
+            assert last is not None and last[2] == "shutdown"
+            assert store.client.hgetall(store.meta_key(key))  # the record is there
+            body.close()
+        finally:
+            replay.close()
