@@ -464,8 +464,7 @@ class _Core:
         items = pipe._items  # noqa: SLF001 - the pipe's producer side
         append = items.append
         room = pipe.limit - len(items)
-        while count:
-            count -= 1
+        for _ in range(count):
             if self.stopping:
                 return _STOPPED
             if user is not None and user.is_set():
