@@ -2,11 +2,34 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any, Iterator, Tuple
 
+import pytest
+
+import helixstream as hs
 from helixstream.sse import SSEReplay, sse_stream
 
+from .redis_server import RedisServer
+from .redis_server import redis_server as _redis_server
 from .sources import BlockingSource
+from .test_redis_replay import read_all, read_until
 from .test_sse_stream import FakeClock, next_event
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RedisServer]:
+    yield from _redis_server(tmp_path)
+
+
+def streaming(replay: Any) -> Tuple[BlockingSource, Any]:
+    """A stream of ``replay`` whose first event was read (its source waits for more)."""
+    source = BlockingSource(["a "])
+    body = hs.sse_stream(source, replay=replay, keepalive=5)
+    read_until(body, 1)
+    return source, body
 
 
 def test_a_cancelled_event_is_not_trimmed_before_its_reader_sent_it() -> None:
@@ -28,59 +51,45 @@ def test_a_cancelled_event_is_not_trimmed_before_its_reader_sent_it() -> None:
         replay.close()
 
 
-def test_a_cancel_nobody_heard_at_once_answers_true_when_it_stops_the_stream(tmp_path) -> None:
+def test_a_cancel_nobody_heard_at_once_answers_true_when_it_stops_the_stream(
+    server: RedisServer,
+) -> None:
     # cancel() records the request for the owner's process, which takes it at its
-    # tick and stops the stream; but it answers False at once when PUBLISH reached no
+    # tick and stops the stream; but it answered False at once when PUBLISH reached no
     # listener (the owner's was reconnecting, the caller's process has none): the
-    # stream is stopped all the same, and the caller was told it was not
-    import helixstream as hs
-
-    from .redis_server import redis_server
-    from .test_redis_replay import read_all, read_until
-
-    for server in redis_server(tmp_path):
-        a = hs.RedisReplay(server.url, grace=5.0, heartbeat=0.3)
-        a._store.channel = a._store.channel + ":deaf"  # its listener hears nothing
-        b = hs.RedisReplay(server.url, grace=5.0, heartbeat=0.3)  # never opened a stream
-        try:
-            source = BlockingSource(["a "])
-            body = hs.sse_stream(source, replay=a, keepalive=5)
-            read_until(body, 1)
-            answer = b.cancel(body.stream_id)
-            assert source.closed.wait(5)
-            events = read_all(body)
-            assert '"cancelled"' in events[-1].data
-            assert answer is True, "cancel() said False, and the stream was cancelled"
-        finally:
-            a.close()
-            b.close()
+    # stream was stopped all the same, and the caller was told it was not
+    a = hs.RedisReplay(server.url, grace=5.0, heartbeat=0.3)
+    a._store.channel = a._store.channel + ":deaf"  # its listener hears nothing
+    b = hs.RedisReplay(server.url, grace=5.0, heartbeat=0.3)  # never opened a stream
+    try:
+        source, body = streaming(a)
+        answer = b.cancel(body.stream_id)
+        assert source.closed.wait(5)
+        events = read_all(body)
+        assert '"cancelled"' in events[-1].data
+        assert answer is True, "cancel() said False, and the stream was cancelled"
+    finally:
+        a.close()
+        b.close()
 
 
-def test_the_writers_merge_keeps_an_end_queued_before_a_record(tmp_path) -> None:
+def test_the_writers_merge_keeps_an_end_queued_before_a_record(server: RedisServer) -> None:
     # close() racing open(): a stream's end ("shutdown") queued before its record; one
     # flush merging the two kept the later entry's end (None) and dropped its record
-    import helixstream as hs
-
-    from .redis_server import redis_server
-    from .test_redis_replay import read_until
-
-    for server in redis_server(tmp_path):
-        replay = hs.RedisReplay(server.url, grace=5.0, heartbeat=0.5)
-        try:
-            source = BlockingSource(["a "])
-            body = hs.sse_stream(source, replay=replay, keepalive=5)
-            read_until(body, 1)
-            key = body.stream_id
-            owned = replay._owned[key]
-            store = replay._store
-            record = store.encode_create(key, None, replay.proc, 1500)
-            with replay._flush_lock:  # the writer waits: one flush takes both
-                replay._enqueue(owned, [], "shutdown")
-                replay._enqueue(owned, [], None, record)
-            replay._flush_writes()
-            last = store.after_last(key)
-            assert last is not None and last[2] == "shutdown"
-            assert store.client.hgetall(store.meta_key(key))  # the record is there
-            body.close()
-        finally:
-            replay.close()
+    replay = hs.RedisReplay(server.url, grace=5.0, heartbeat=0.5)
+    try:
+        _, body = streaming(replay)
+        key = body.stream_id
+        owned = replay._owned[key]
+        store = replay._store
+        record = store.encode_create(key, None, replay.proc, 1500)
+        with replay._flush_lock:  # the writer waits: one flush takes both
+            replay._enqueue(owned, [], "shutdown")
+            replay._enqueue(owned, [], None, record)
+        replay._flush_writes()
+        last = store.after_last(key)
+        assert last is not None and last[2] == "shutdown"
+        assert store.client.hgetall(store.meta_key(key))  # the record is there
+        body.close()
+    finally:
+        replay.close()
