@@ -11,12 +11,11 @@ Run: python benchmarks/redis_rate.py [--processes 4] [--rate 400] [--seconds 5]
 from __future__ import annotations
 
 import argparse
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
+
+from _redis_server import NOT_INSTALLED, redis_server
 
 WORKER = """
 import sys, time
@@ -37,43 +36,26 @@ print(n, first, last)
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def main(argv: "list[str] | None" = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--processes", type=int, default=4)
     ap.add_argument("--rate", type=float, default=400.0)
     ap.add_argument("--seconds", type=float, default=5.0)
     args = ap.parse_args(argv)
-    if shutil.which("redis-server") is None:
-        print("redis-server is not installed (apt-get install redis-server)")
-        return 1
-    port = free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        server = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", tmp],
-            stdout=subprocess.DEVNULL,
-        )
-        try:
-            time.sleep(0.3)
-            url = f"redis://127.0.0.1:{port}/0"
-            start = time.time() + 1.5  # every process imported and connected by then
-            procs = [
-                subprocess.Popen(
-                    [sys.executable, "-c", WORKER, url, str(args.rate), str(args.seconds), str(start)],
-                    stdout=subprocess.PIPE, text=True,
-                )
-                for _ in range(args.processes)
-            ]
-            results = [p.communicate(timeout=args.seconds + 60)[0].split() for p in procs]
-        finally:
-            server.terminate()
-            server.wait(10)
+    with redis_server() as running:
+        if running is None:
+            print(NOT_INSTALLED)
+            return 1
+        url, _ = running
+        start = time.time() + 1.5  # every process imported and connected by then
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", WORKER, url, str(args.rate), str(args.seconds), str(start)],
+                stdout=subprocess.PIPE, text=True,
+            )
+            for _ in range(args.processes)
+        ]
+        results = [p.communicate(timeout=args.seconds + 60)[0].split() for p in procs]
     counts = [int(r[0]) for r in results]
     first = min(float(r[1]) for r in results)
     last = max(float(r[2]) for r in results)

@@ -21,12 +21,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -36,12 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import helixstream as hs  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from _redis_server import NOT_INSTALLED, redis_server  # noqa: E402
 
 
 def proc_cpu(pid: int) -> float:
@@ -263,67 +255,49 @@ def main(argv: "list[str] | None" = None) -> int:
     ap.add_argument("--skip-single", action="store_true",
                     help="only the concurrent streams")
     args = ap.parse_args(argv)
-    if shutil.which("redis-server") is None:
-        print("redis-server is not installed (apt-get install redis-server)")
-        return 1
-    port = free_port()
-    url = f"redis://127.0.0.1:{port}/0"
-    with tempfile.TemporaryDirectory() as tmp:
-        server = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", tmp],
-            stdout=subprocess.DEVNULL,
-        )
-        try:
-            import redis
-
-            for _ in range(200):
-                try:
-                    redis.Redis.from_url(url).ping()
-                    break
-                except redis.exceptions.ConnectionError:
-                    time.sleep(0.02)
-            if not args.skip_single:
-                memory: List[float] = []
-                in_redis: List[float] = []
-                server_cpu = []
-                for _ in range(5):
-                    memory.append(cpu_per_event(hs.SSEReplay, args.events))
-                    before = proc_cpu(server.pid)
-                    in_redis.append(cpu_per_event(lambda: hs.RedisReplay(url), args.events))
-                    server_cpu.append((proc_cpu(server.pid) - before) / args.events)
-                m, r, s = statistics.median(memory), statistics.median(in_redis), statistics.median(server_cpu)
-                print(f"CPU per event (median of 5, {args.events} events from a list): SSEReplay "
-                      f"{m * 1e6:.1f} µs, RedisReplay {r * 1e6:.1f} µs (ratio {r / m:.2f}; "
-                      f"target <= 2); redis-server {s * 1e6:.1f} µs")
-                m = statistics.median(cpu_per_event(hs.SSEReplay, 1000, 0.001) for _ in range(3))
-                r = statistics.median(
-                    cpu_per_event(lambda: hs.RedisReplay(url), 1000, 0.001) for _ in range(3)
-                )
-                print(f"CPU per event (median of 3, 1000 events 1 ms apart): SSEReplay "
-                      f"{m * 1e6:.1f} µs, RedisReplay {r * 1e6:.1f} µs (ratio {r / m:.2f})")
-                resumes = resume_latency(url, args.resumes)
-                print(f"resume on another registry, to the first replayed bytes ({args.resumes} runs): "
-                      f"p50 {pct(resumes, 0.5) * 1e3:.2f} ms, p99 {pct(resumes, 0.99) * 1e3:.2f} ms")
-                cancels = cancel_latency(url, args.cancels)
-                print(f"cancel from another registry to source closed ({args.cancels} runs): "
-                      f"p50 {pct(cancels, 0.5) * 1e3:.2f} ms, p99 {pct(cancels, 0.99) * 1e3:.2f} ms, "
-                      f"max {max(cancels) * 1e3:.2f} ms (target p99 <= 100 ms)")
-            for registry in ("memory", "redis") if args.streams else ():
-                delays = concurrent(url, args.streams, args.rate, args.tokens, registry,
-                                    args.switch_interval, args.model)
-                name = "SSEReplay" if registry == "memory" else "RedisReplay"
-                every = [d for _, d in delays]
-                later = [d for i, d in delays if i >= 3]  # after each stream's start
-                print(f"{name} ({args.model} model): {args.streams} streams at {args.rate:g} tokens/s over 2 "
-                      f"processes, {len(every)} tokens: added delay p50 "
-                      f"{pct(every, 0.5) * 1e3:.1f} ms, p99 {pct(every, 0.99) * 1e3:.1f} ms, "
-                      f"max {max(every) * 1e3:.1f} ms (target p99 < 100 ms); from each "
-                      f"stream's 4th token: p99 {pct(later, 0.99) * 1e3:.1f} ms, "
-                      f"max {max(later) * 1e3:.1f} ms")
-        finally:
-            server.terminate()
-            server.wait(10)
+    with redis_server() as running:
+        if running is None:
+            print(NOT_INSTALLED)
+            return 1
+        url, server = running
+        if not args.skip_single:
+            memory: List[float] = []
+            in_redis: List[float] = []
+            server_cpu = []
+            for _ in range(5):
+                memory.append(cpu_per_event(hs.SSEReplay, args.events))
+                before = proc_cpu(server.pid)
+                in_redis.append(cpu_per_event(lambda: hs.RedisReplay(url), args.events))
+                server_cpu.append((proc_cpu(server.pid) - before) / args.events)
+            m, r, s = statistics.median(memory), statistics.median(in_redis), statistics.median(server_cpu)
+            print(f"CPU per event (median of 5, {args.events} events from a list): SSEReplay "
+                  f"{m * 1e6:.1f} µs, RedisReplay {r * 1e6:.1f} µs (ratio {r / m:.2f}; "
+                  f"target <= 2); redis-server {s * 1e6:.1f} µs")
+            m = statistics.median(cpu_per_event(hs.SSEReplay, 1000, 0.001) for _ in range(3))
+            r = statistics.median(
+                cpu_per_event(lambda: hs.RedisReplay(url), 1000, 0.001) for _ in range(3)
+            )
+            print(f"CPU per event (median of 3, 1000 events 1 ms apart): SSEReplay "
+                  f"{m * 1e6:.1f} µs, RedisReplay {r * 1e6:.1f} µs (ratio {r / m:.2f})")
+            resumes = resume_latency(url, args.resumes)
+            print(f"resume on another registry, to the first replayed bytes ({args.resumes} runs): "
+                  f"p50 {pct(resumes, 0.5) * 1e3:.2f} ms, p99 {pct(resumes, 0.99) * 1e3:.2f} ms")
+            cancels = cancel_latency(url, args.cancels)
+            print(f"cancel from another registry to source closed ({args.cancels} runs): "
+                  f"p50 {pct(cancels, 0.5) * 1e3:.2f} ms, p99 {pct(cancels, 0.99) * 1e3:.2f} ms, "
+                  f"max {max(cancels) * 1e3:.2f} ms (target p99 <= 100 ms)")
+        for registry in ("memory", "redis") if args.streams else ():
+            delays = concurrent(url, args.streams, args.rate, args.tokens, registry,
+                                args.switch_interval, args.model)
+            name = "SSEReplay" if registry == "memory" else "RedisReplay"
+            every = [d for _, d in delays]
+            later = [d for i, d in delays if i >= 3]  # after each stream's start
+            print(f"{name} ({args.model} model): {args.streams} streams at {args.rate:g} tokens/s over 2 "
+                  f"processes, {len(every)} tokens: added delay p50 "
+                  f"{pct(every, 0.5) * 1e3:.1f} ms, p99 {pct(every, 0.99) * 1e3:.1f} ms, "
+                  f"max {max(every) * 1e3:.1f} ms (target p99 < 100 ms); from each "
+                  f"stream's 4th token: p99 {pct(later, 0.99) * 1e3:.1f} ms, "
+                  f"max {max(later) * 1e3:.1f} ms")
     return 0
 
 
