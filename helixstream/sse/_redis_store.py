@@ -308,21 +308,6 @@ class RedisStore:
             commands.append(_command(b"PEXPIRE", self.meta_key(key).encode("utf-8"), ttl))
         return commands
 
-    def send(
-        self,
-        conn: Any,
-        key: str,
-        events: Sequence[Tuple[int, bytes]],
-        end: Optional[str] = None,
-        last: int = 0,
-    ) -> int:
-        """Send :meth:`encode`'s commands on ``conn`` (a connection of one writer at a
-        time); return how many replies to read."""
-        commands = self.encode(key, events, end, last)
-        if commands:
-            conn.send_packed_command([b"".join(commands)], check_health=False)
-        return len(commands)
-
     def read_replies(self, conn: Any, count: int) -> List[Optional[BaseException]]:
         """Read ``count`` replies; each is None, or the error Redis answered (a nil
         reply is one: an ``XADD NOMKSTREAM`` that found the stream gone)."""
@@ -344,9 +329,13 @@ class RedisStore:
         end: Optional[str] = None,
         last: int = 0,
     ) -> None:
-        """Send the commands, then read every reply (before the events go to the
-        client: a resume on any worker finds them)."""
-        for failure in self.read_replies(conn, self.send(conn, key, events, end, last)):
+        """Send :meth:`encode`'s commands on ``conn`` (a connection of one writer at a
+        time), then read every reply."""
+        commands = self.encode(key, events, end, last)
+        if not commands:
+            return
+        conn.send_packed_command([b"".join(commands)], check_health=False)
+        for failure in self.read_replies(conn, len(commands)):
             if failure is not None:
                 raise failure
 
