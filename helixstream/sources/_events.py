@@ -133,13 +133,7 @@ class _Events:
             if finish is not None:
                 self.meta["finish_reason"] = finish
         self._ids(event)
-        usage = _obj(_get(event, "usage"), "usage")
-        if usage is not None:
-            self._usage(
-                _count(usage, "prompt_tokens"),
-                _count(usage, "completion_tokens"),
-                _count(usage, "total_tokens"),
-            )
+        self._usage_of(event, "prompt_tokens", "completion_tokens")
         return out
 
     def _ids(self, obj: Any) -> None:
@@ -147,6 +141,13 @@ class _Events:
             value = _word(_get(obj, key))
             if value is not None:
                 self.meta[key] = value
+
+    def _usage_of(self, obj: Any, prompt: str, completion: str) -> None:
+        """The ``usage`` object of ``obj``, if any, with these names for its two counts
+        (and ``total_tokens``)."""
+        usage = _obj(_get(obj, "usage"), "usage")
+        if usage is not None:
+            self._usage(_count(usage, prompt), _count(usage, completion), _count(usage, "total_tokens"))
 
     def _usage(self, prompt: Optional[int], completion: Optional[int], total: Optional[int] = None) -> None:
         if prompt is not None:
@@ -176,13 +177,7 @@ class _Events:
                 finish = _word(reason) or _word(status)
                 if finish is not None:
                     self.meta["finish_reason"] = finish
-            usage = _obj(_get(response, "usage"), "usage")
-            if usage is not None:
-                self._usage(
-                    _count(usage, "input_tokens"),
-                    _count(usage, "output_tokens"),
-                    _count(usage, "total_tokens"),
-                )
+            self._usage_of(response, "input_tokens", "output_tokens")
         elif kind == "response.error":
             raise UpstreamError(f"the LLM service reported an error: {_error_message(event)}", _plain(event))
         return []
