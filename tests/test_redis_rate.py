@@ -49,24 +49,44 @@ def stored(server: RedisServer, key: str) -> int:
 
 
 def test_reservations_follow_on_from_each_other_at_the_rate(server):
+    # Redis's clock runs on while the test runs (a loaded machine took 7 ms between two
+    # calls, which once failed a check of each wait against i/50 s): the reservations
+    # are checked as Redis stores them, and each wait against Redis's time around it
     waits = Waits()
-    limiter = hs.RedisRateLimiter(server.url, "k", 50, burst=1, wait=waits)
+    limiter = hs.RedisRateLimiter(server.url, "k", 5, burst=1, wait=waits)
+    reserved = []
+    times = []
     for _ in range(5):
+        before = redis_time_us(server)
         assert limiter.acquire(1) is True
-    # the first token goes at once; each later one 1/50 s after the one before (the
-    # reservations pile up since no time passes in the injected wait)
+        times.append((before, redis_time_us(server)))
+        reserved.append(stored(server, "k"))
+    # each reservation follows on from the one before by exactly 1/5 s (the calls come
+    # far faster than that, so none finds the bucket empty)
+    assert [b - a for a, b in zip(reserved, reserved[1:])] == [200_000] * 4
+    # the first token goes at once; each later one waits until its reservation
     assert len(waits.seconds) == 4
-    for i, seconds in enumerate(waits.seconds, start=1):
-        assert abs(seconds - i * 0.02) < 0.005, waits.seconds
+    assert reserved[0] <= times[0][1]
+    for seconds, at, (before, after) in zip(waits.seconds, reserved[1:], times[1:]):
+        assert (at - after) / 1e6 <= seconds <= (at - before) / 1e6, waits.seconds
 
 
 def test_a_burst_goes_at_once_then_the_rate_applies(server):
+    # checked against Redis's time around each call, as above: time passes meanwhile
     waits = Waits()
-    limiter = hs.RedisRateLimiter(server.url, "b", 10, burst=5, wait=waits)
+    limiter = hs.RedisRateLimiter(server.url, "b", 1, burst=5, wait=waits)
+    reserved = []
+    times = []
     for _ in range(7):
+        before = redis_time_us(server)
         limiter.acquire(1)
+        times.append((before, redis_time_us(server)))
+        reserved.append(stored(server, "b"))
     assert len(waits.seconds) == 2  # five went at once
-    assert abs(waits.seconds[0] - 0.1) < 0.01 and abs(waits.seconds[1] - 0.2) < 0.01
+    assert reserved[6] - reserved[5] == 1_000_000  # then one a second
+    for seconds, at, (before, after) in zip(waits.seconds, reserved[5:], times[5:]):
+        assert (at - after) / 1e6 <= seconds <= (at - before) / 1e6, waits.seconds
+    assert 0.5 < waits.seconds[0] <= 1.0 and 1.5 < waits.seconds[1] <= 2.0  # about 1 s, 2 s
 
 
 SHARER = textwrap.dedent("""
