@@ -34,7 +34,7 @@ def test_a_close_while_an_unparked_pump_is_being_started_does_not_raise(monkeypa
     # started it only after the lock was let go: a close() in that window joined a
     # thread not started yet (RuntimeError out of close(), so out of a registry's
     # cancel() or close(), or its grace thread)
-    stream = run_stages(iter([f"{i}," for i in range(100)]), [], queue_size=8)
+    stream = run_stages((f"{i}," for i in range(100)), [], queue_size=8)  # a generator: read by a pump
     set_lookahead(stream, 2)
     assert stream.next_within(5) is not None
     core = stream._core

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import List
+from typing import Any, List
 
 import pytest
 
@@ -139,7 +139,8 @@ def test_a_simulated_model_read_with_and_without_timeouts_gives_the_same_tokens(
 @pytest.mark.timeout(30)
 def test_next_within_zero_takes_what_the_pump_has_queued() -> None:
     """A deadline already past still looks at the queue (a poll, not 'nothing yet')."""
-    stream, _ = hs.EnhancedStreamer().stream_buffered(iter(["a ", "b ", "c "]))
+    # a generator: next_within gives it a pump (a list would be read in this thread)
+    stream, _ = hs.EnhancedStreamer().stream_buffered(p for p in ["a ", "b ", "c "])
     with stream:
         assert stream.next_within(5) is not None  # starts the pump; the rest gets queued
         assert wait_for(lambda: len(stream._core.pipe or ()) > 0 or stream._core.source_done)
@@ -152,3 +153,24 @@ def test_next_within_zero_takes_what_the_pump_has_queued() -> None:
             if chunk is not None:
                 got.append(chunk.content)
         assert "".join(got) == "b c "
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("source", [["a ", "b ", "c "], ("a ", "b ", "c "), "a b c "])
+def test_a_source_in_memory_is_read_in_the_readers_thread_by_next_within(source: Any) -> None:
+    """A list, a tuple or a str never blocks: next_within() starts no thread for it,
+    and a deadline already past still gets its next unit."""
+    stream, result = hs.EnhancedStreamer().stream_buffered(source)
+    before = threading.active_count()
+    with stream:
+        got = []
+        while True:
+            try:
+                chunk = stream.next_within(0)
+            except StopIteration:
+                break
+            assert chunk is not None
+            got.append(chunk.content)
+            assert stream.threads() == [] and threading.active_count() == before
+    assert got == ["a ", "b ", "c "]
+    assert result().chunk_count == 3
