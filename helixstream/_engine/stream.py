@@ -985,7 +985,8 @@ class ChunkStream:
         first call moves the reading of the source to a thread of its own, unless the
         source can wait for its next item with a timeout (its iterator has
         ``wait_ready(timeout) -> bool``, as :class:`SimulatedLLM` and
-        :class:`~helixstream.sources.Channel` do): then this thread waits on it.
+        :class:`~helixstream.sources.Channel` do), or is a ``list``, ``tuple`` or
+        ``str`` (in memory, it never waits): then this thread waits on it.
         """
         return self._next_by(time.monotonic() + max(0.0, timeout))
 
