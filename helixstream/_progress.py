@@ -159,6 +159,28 @@ class ProgressTracker:
                     self._first_at = self._clock()
                     self._first = nonempty[0]
 
+    def _report_texts(self, texts: List[str]) -> StreamProgress:
+        """Record several chunks that are all ``str`` (without reported counts), count
+        them, and return the progress: what :meth:`_update_texts` and then
+        :meth:`get_progress` do, under one lock. The text is kept joined (one string per
+        report instead of one per chunk) for the final count."""
+        with self._lock:
+            if texts:
+                self._chunks += len(texts)
+                text = "".join(texts)
+                if text:
+                    self._chars += len(text)
+                    if self._first_at is None:
+                        self._first_at = self._clock()
+                        self._first = next(filter(None, texts))
+                    if self._uncounted:
+                        self._count_pending()
+                    self._tokens += self._count(text)
+                    self._counted.append(text)
+            if self._uncounted or self._first.__class__ is str:
+                self._count_pending()
+            return self._snapshot()
+
     def _note_usage(self, usage: Any) -> None:
         # the same rule as the aggregate's: the service's own count wins
         total = usage.get("completion_tokens") if isinstance(usage, dict) else usage
@@ -370,10 +392,13 @@ class ProgressStage:
         clock: Callable[[], float] = time.monotonic,
         counter: Optional[TokenCounter] = None,
     ) -> None:
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, not {type(callback).__name__}")
         self.tracker = ProgressTracker(estimated_tokens, clock=clock, counter=counter)
-        self._notify = ThrottledCallback(callback, interval, clock)
+        # ``due`` throttles the reports: the callback runs when one is due, or at the end
+        self._notify = callback
         self._clock = clock
-        self._interval = self._notify.interval
+        self._interval = parse_seconds(interval, "interval")
         self.due = float("-inf")  # when the callback may run again
         self._pending: List[Any] = []  # chunks not yet given to the tracker
         self._only_text = True  # ... and all of them are str
@@ -415,8 +440,13 @@ class ProgressStage:
 
     def on_due(self) -> None:
         """A report is due: hand the tracker what came since the last one, and report."""
-        self._catch_up()
-        progress = self.tracker.get_progress()
+        pending = self._pending
+        if self._only_text:
+            progress = self.tracker._report_texts(pending)  # noqa: SLF001 - same module
+            pending.clear()  # the same list: the engine may hold its append
+        else:
+            self._catch_up()
+            progress = self.tracker.get_progress()
         self.due = self._clock() + self._interval
         self._notify(progress)
 

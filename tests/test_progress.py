@@ -230,3 +230,27 @@ def test_final_progress_counts_the_same_tokens_as_the_result():
     list(output)
     assert calls[-1].done
     assert calls[-1].tokens_received == get_result().total_tokens == hs.estimate_tokens("a b conomatopoeia")
+
+
+@pytest.mark.timeout(10)
+def test_progress_stage_reports_every_time_a_report_is_due() -> None:
+    # A text that arrives exactly when a report is due gets it, every time (the stage
+    # throttles by its own ``due``, with no second throttle measuring from another
+    # reading of the clock).
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 1e-6  # time moves on between any two readings
+        return now[0]
+
+    reports: List[Any] = []
+    stage = ProgressStage(reports.append, interval=1.0, clock=clock)
+    stage.start()
+    for k in range(10):
+        if k:
+            now[0] = stage.due - 1e-6  # the next reading is exactly when one is due
+        stage(f"w{k} ")
+    assert len(reports) == 10
+    assert [r.chunks_received for r in reports] == list(range(1, 11))
+    stage.flush()
+    assert len(reports) == 11 and reports[-1].done
