@@ -388,3 +388,52 @@ def test_a_chunk_stream_still_takes_attributes_of_the_callers() -> None:
     output.tag = "mine"  # type: ignore[attr-defined]
     assert output.tag == "mine"  # type: ignore[attr-defined]
     assert [c.content for c in output] == ["a ", "b"]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("queue_size", [1, 3, 256])
+@pytest.mark.parametrize("kind", [list, tuple])
+def test_a_pump_reading_a_source_in_memory_loses_nothing(kind: type, queue_size: int) -> None:
+    # The pump slices a list or a tuple into the pipe, as much as there is room for;
+    # with a full pipe it waits with the next item. A GIL switch every microsecond moves
+    # the slices anywhere in the reader's gets.
+    pieces = kind(f"{i} " for i in range(3000))
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        config = hs.StreamConfig(prefetch=True, queue_size=queue_size)
+        output, get_result = hs.EnhancedStreamer(config).stream_buffered(pieces, "word")
+        assert len(output.threads()) == 1
+        text = "".join(chunk.content for chunk in output)
+    finally:
+        sys.setswitchinterval(old)
+    assert text == "".join(pieces)
+    assert get_result().chunk_count == 3000 and not get_result().cancelled
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("queue_size", [2, 256])
+def test_a_pump_stops_reading_a_list_at_the_chunk_that_says_it_is_over(queue_size: int) -> None:
+    pieces = [f"{i} " for i in range(10)] + [hs.StreamChunk("end ", done=True)]
+    pieces += [f"after{i} " for i in range(10)]
+    config = hs.StreamConfig(prefetch=True, queue_size=queue_size)
+    output, get_result = hs.EnhancedStreamer(config).stream_buffered(pieces, "word")
+    text = "".join(chunk.content for chunk in output)
+    assert text == "".join(f"{i} " for i in range(10)) + "end "
+    assert get_result().chunk_count == 11
+
+
+@pytest.mark.timeout(30)
+def test_a_stop_ends_a_pump_reading_a_list_and_nothing_after_it_is_delivered() -> None:
+    stop = threading.Event()
+    config = hs.StreamConfig(prefetch=True, queue_size=4)
+    output, get_result = hs.EnhancedStreamer(config).stream_buffered(
+        [f"{i} " for i in range(100_000)], "word", stop=stop
+    )
+    got = [next(output).content for _ in range(10)]
+    stop.set()
+    rest = list(output)
+    assert got == [f"{i} " for i in range(10)]
+    assert rest == []  # the reader checks the stop before each item
+    assert get_result().cancelled
+    assert wait_for(lambda: not any(t.is_alive() for t in output.threads()))

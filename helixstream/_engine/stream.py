@@ -67,9 +67,6 @@ _HANDLED = object()  # the hot loop is done with what it took
 _IN_MEMORY = frozenset({type(iter([])), type(iter(())), type(iter("")), type(iter("\u00e9"))})
 
 
-_TURNS = itertools.repeat(None)  # the pump's turns, for a source read with next()
-
-
 def _ready(timeout: float) -> bool:
     """``wait_ready`` of an in-memory source: its next item is always there."""
     return True
@@ -435,8 +432,9 @@ class _Core:
                     return
                 if held.__class__ is StreamChunk and (held.done or held.error is not None):
                     raise StopIteration
+            memory = self.iterator.__class__ in _IN_MEMORY
             while True:
-                over = self._pump_some(pipe, 64)
+                over = self._pump_memory(pipe) if memory else self._pump_some(pipe, 64)
                 if over is _STOPPED:
                     return
                 if over is _PARKED:
@@ -478,21 +476,17 @@ class _Core:
         items = pipe._items  # noqa: SLF001 - the pipe's producer side
         append = items.append
         room = pipe.limit - len(items)
-        # a source in memory is read by the ``for`` itself (no read blocks, so no
-        # ``in_source`` mark); another is read below, one ``next()`` per turn
-        memory = source.__class__ in _IN_MEMORY
-        for raw in source if memory else _TURNS:
+        for _ in range(count):
             if self.stopping:
                 return _STOPPED
             if user is not None and user.is_set():
                 self.halt()
                 return _STOPPED
-            if not memory:
-                self.in_source = True
-                try:
-                    raw = next(source)
-                finally:
-                    self.in_source = False
+            self.in_source = True
+            try:
+                raw = next(source)
+            finally:
+                self.in_source = False
             if room <= 0 or pipe.park:  # (the limit may have been lowered: lookahead)
                 room = pipe.limit - len(items)
             if room > 0:
@@ -504,10 +498,45 @@ class _Core:
                 return _PARKED
             if raw.__class__ is StreamChunk and (raw.done or raw.error is not None):
                 return raw
-            count -= 1
-            if not count:
-                return None
-        raise StopIteration  # the source in memory is over
+        return None
+
+    def _pump_memory(self, pipe: Pipe) -> Any:
+        """:meth:`_pump_some` for a source in memory (a list, a tuple, a str: no read
+        blocks): as many items as the pipe has room for, sliced off in one call and
+        appended at once; the stop is checked once per slice. Raises StopIteration at
+        the source's end."""
+        if self.stopping:
+            return _STOPPED
+        user = self.user_stop
+        if user is not None and user.is_set():
+            self.halt()
+            return _STOPPED
+        source = self.iterator
+        items = pipe._items  # noqa: SLF001 - the pipe's producer side
+        room = pipe.limit - len(items)
+        if room <= 0:  # full: wait for room with the next item (or park with it)
+            raw = next(source, _NOTHING)
+            if raw is _NOTHING:
+                raise StopIteration
+            if not self._put_or_park(pipe, raw):
+                return _PARKED
+            batch = [raw]
+        else:
+            batch = list(itertools.islice(source, room))
+            if not batch:
+                raise StopIteration
+            if StreamChunk in set(map(type, batch)):  # the source may say it is over
+                for k, raw in enumerate(batch):
+                    if raw.__class__ is StreamChunk and (raw.done or raw.error is not None):
+                        del batch[k + 1 :]
+                        break
+            items.extend(batch)
+            if pipe._getter_waits:  # noqa: SLF001
+                pipe.wake()
+        raw = batch[-1]
+        if raw.__class__ is StreamChunk and (raw.done or raw.error is not None):
+            return raw
+        return None
 
     def _run(self) -> Iterator[Any]:
         """The pipeline with its end: the one generator a stream's reader drives.
