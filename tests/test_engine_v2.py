@@ -459,6 +459,32 @@ def test_a_pipe_refuses_puts_once_closed():
         pipe.put("x")
 
 
+@pytest.mark.timeout(30)
+def test_a_lazy_pipe_wakes_a_waiting_producer_once_the_reader_has_taken_everything():
+    from helixstream._engine import Pipe
+
+    pipe = Pipe(2)
+    pipe.lazy = True
+    pipe.put_many(["a", "b"])  # full
+    put_done = threading.Event()
+
+    def producer() -> None:
+        pipe.put("c")  # waits: the pipe is full
+        put_done.set()
+
+    t = threading.Thread(target=producer)
+    t.start()
+    assert wait_for(lambda: pipe._putters == 1)
+    assert pipe.get_all(5) == ["a", "b"]
+    # taking the items does not wake it (lazy); the next get, finding none, does
+    assert not put_done.wait(0.05)
+    assert pipe.get_all(5) == ["c"]
+    assert put_done.wait(5)
+    t.join(5)
+    pipe.end("end")
+    assert pipe.get_all(5) == ["end"]
+
+
 def test_a_stage_of_your_own_in_stream_enhanced():
     import re
 

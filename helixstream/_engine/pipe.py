@@ -41,8 +41,8 @@ class Pipe:
     """A bounded, closeable queue that hands items over in batches, from one producer
     to one reader."""
 
-    __slots__ = ("maxsize", "limit", "park", "_items", "_lock", "_not_empty", "_not_full", "_ended",
-                 "_closed", "_getter_waits", "_putters")
+    __slots__ = ("maxsize", "limit", "park", "lazy", "_items", "_lock", "_not_empty", "_not_full",
+                 "_ended", "_closed", "_getter_waits", "_putters")
 
     def __init__(self, maxsize: int) -> None:
         if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1:
@@ -52,6 +52,10 @@ class Pipe:
         self.maxsize = maxsize
         self.limit = maxsize  # puts wait while this many items are queued
         self.park = False  # at the limit, a put raises PipeFull instead of waiting
+        # a producer that waits on a full pipe is woken when the reader has taken every
+        # item, not when it takes them: for a producer that never waits for its input
+        # (a source in memory), which would only contend for the GIL meanwhile
+        self.lazy = False
         self._items: Deque[Any] = collections.deque()
         self._lock = threading.Lock()
         self._not_empty = threading.Condition(self._lock)
@@ -139,6 +143,8 @@ class Pipe:
             if not items:
                 if self._closed or self._ended:
                     raise PipeClosed
+                if self._putters:  # (lazy: a waiting producer is woken only now)
+                    self._not_full.notify()
                 # the flag first, then the look at the items (see ``wake``)
                 try:
                     if timeout is None:
@@ -167,7 +173,7 @@ class Pipe:
             # (the pump appends without the lock, only at the right end; the loop runs
             # in C: popleft called len(items) times, never reaching the sentinel)
             batch = list(itertools.islice(iter(items.popleft, _NEVER), len(items)))
-            if self._putters:
+            if self._putters and not self.lazy:
                 self._not_full.notify()
             return batch
 

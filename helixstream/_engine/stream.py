@@ -433,6 +433,7 @@ class _Core:
                 if held.__class__ is StreamChunk and (held.done or held.error is not None):
                     raise StopIteration
             memory = self.iterator.__class__ in _IN_MEMORY
+            pipe.lazy = memory  # this pump never waits for the source
             while True:
                 over = self._pump_memory(pipe) if memory else self._pump_some(pipe, 64)
                 if over is _STOPPED:
