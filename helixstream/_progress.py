@@ -279,19 +279,21 @@ class ProgressTracker:
         elif complete:
             percent = 100.0 if tokens else None
             eta = 0.0
+        # positional, in the fields' order (keywords cost a third more; a progress report
+        # of a stream is made several times a second)
         return StreamProgress(
-            tokens_received=tokens,
-            chunks_received=self._chunks,
-            characters_received=self._chars,
-            estimated_tokens=est,
-            elapsed=elapsed,
-            tokens_per_second=rate,
-            percent=percent,
-            eta=eta,
-            time_to_first_token=None if self._first_at is None else self._first_at - self._start,
-            done=self._done,
-            cancelled=self._cancelled,
-            error=self._error,
+            tokens,  # tokens_received
+            self._chunks,  # chunks_received
+            self._chars,  # characters_received
+            est,  # estimated_tokens
+            elapsed,
+            rate,  # tokens_per_second
+            percent,
+            eta,
+            None if self._first_at is None else self._first_at - self._start,  # time_to_first_token
+            self._done,
+            self._cancelled,
+            self._error,
         )
 
 

@@ -254,3 +254,25 @@ def test_progress_stage_reports_every_time_a_report_is_due() -> None:
     assert [r.chunks_received for r in reports] == list(range(1, 11))
     stage.flush()
     assert len(reports) == 11 and reports[-1].done
+
+
+def test_progress_reports_are_made_with_the_fields_in_their_declared_order() -> None:
+    # ProgressTracker._snapshot passes the fields positionally (for speed): a change
+    # of their order must change it too
+    import attrs
+
+    assert [f.name for f in attrs.fields(hs.StreamProgress)] == [
+        "tokens_received", "chunks_received", "characters_received", "estimated_tokens",
+        "elapsed", "tokens_per_second", "percent", "eta", "time_to_first_token", "done",
+        "cancelled", "error",
+    ]
+    clock = FakeClock()
+    tracker = hs.ProgressTracker(10, clock=clock)
+    tracker.update_tokens(2)
+    clock.advance(1.0)
+    tracker.update("ab", tokens=3)
+    p = tracker.get_progress()
+    assert (p.tokens_received, p.chunks_received, p.characters_received) == (5, 1, 2)
+    assert (p.estimated_tokens, p.elapsed, p.tokens_per_second) == (10, 1.0, 3.0)
+    assert (p.percent, p.eta, p.time_to_first_token) == (50.0, 5 / 3, 0.0)
+    assert (p.done, p.cancelled, p.error) == (False, False, None)
