@@ -13,7 +13,10 @@ server would. For each N it prints:
   reader's thread) as delay, as a real model's tokens would wait in a socket buffer;
 - threads per stream (the stream's own threads; the reader thread is the caller's);
 - RSS per stream (peak RSS above the idle baseline, divided by N);
-- CPU seconds per 1,000 tokens (process CPU time, all threads).
+- CPU seconds per 1,000 tokens (process CPU time, all threads), the kernel's share of
+  it, and voluntary context switches per token: about 1 is each reader sleeping between
+  tokens; more is threads waiting for the GIL. In a GIL hand-over storm the switches
+  and the kernel's share climb together (1.5 M switches, 60-70% system time).
 
 Targets (issue 6): 1,000 streams keep up with 20,000 tokens/s on a 2-core machine with
 p99 added delay under 50 ms, and at most 150 KB RSS per stream.
@@ -35,6 +38,7 @@ import argparse
 import functools
 import gc
 import os
+import resource
 import sys
 import threading
 import time
@@ -183,6 +187,7 @@ def run(n: int, seconds: float, rate: float) -> Dict[str, float]:
 
     threads = [threading.Thread(target=reader, args=(k,), name=f"reader-{k}") for k in range(n)]
     cpu0 = time.process_time()
+    use0 = resource.getrusage(resource.RUSAGE_SELF)
     for t in threads:
         t.start()
     ready.wait()
@@ -199,6 +204,7 @@ def run(n: int, seconds: float, rate: float) -> Dict[str, float]:
         t.join()
     time.perf_counter()
     cpu = time.process_time() - cpu0
+    use1 = resource.getrusage(resource.RUSAGE_SELF)
     sampler_stop.set()
     sampler.join()
     peak_rss[0] = max(peak_rss[0], rss_kb())
@@ -220,6 +226,10 @@ def run(n: int, seconds: float, rate: float) -> Dict[str, float]:
         "threads_per_stream": sum(stream_threads) / n,
         "rss_kb_per_stream": (peak_rss[0] - base_rss) / n,
         "cpu_per_1000": cpu / total * 1000 if total else 0.0,
+        # the kernel's share, and how often a thread gave up the CPU (sleeping between
+        # tokens: about one per token; waiting for the GIL: the rest)
+        "sys_share": (use1.ru_stime - use0.ru_stime) / cpu if cpu > 0 else 0.0,
+        "switches_per_token": (use1.ru_nvcsw - use0.ru_nvcsw) / total if total else 0.0,
         "leftover_threads": threading.active_count() - base_threads,
     }
 
@@ -253,14 +263,16 @@ def main(argv=None) -> int:
           f"switch interval {sys.getswitchinterval():g}s; "
           f"{'baseline: no helixstream' if PLAIN else 'baseline: the word buffer and chunks in the reader, no engine' if PLAIN_BUFFER else 'prefetch (a worker thread per stream)' if PREFETCH else 'default placement'}")
     header = (f"{'N':>5} {'offered/s':>10} {'achieved/s':>11} {'delivered':>10} {'p50 ms':>8} "
-              f"{'p99 ms':>8} {'max ms':>8} {'thr/stream':>10} {'RSS KB/str':>10} {'CPU s/1k tok':>12}")
+              f"{'p99 ms':>8} {'max ms':>8} {'thr/stream':>10} {'RSS KB/str':>10} {'CPU s/1k tok':>12} "
+              f"{'sys %':>6} {'switch/tok':>10}")
     print(header)
     for n in args.streams:
         r = run(n, args.seconds, args.rate)
         print(f"{r['n']:>5} {r['offered']:>10,.0f} {r['achieved']:>11,.0f} "
               f"{r['tokens']:>5}/{r['expected']:<5}"
               f"{r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['max_ms']:>8.1f} "
-              f"{r['threads_per_stream']:>10.1f} {r['rss_kb_per_stream']:>10.1f} {r['cpu_per_1000']:>12.3f}",
+              f"{r['threads_per_stream']:>10.1f} {r['rss_kb_per_stream']:>10.1f} {r['cpu_per_1000']:>12.3f} "
+              f"{100 * r['sys_share']:>6.0f} {r['switches_per_token']:>10.2f}",
               flush=True)
         if r["leftover_threads"] > 0:
             print(f"      ({r['leftover_threads']} threads still alive after the run)")
