@@ -173,12 +173,9 @@ class ProgressTracker:
                     if self._first_at is None:
                         self._first_at = self._clock()
                         self._first = next(filter(None, texts))
-                    if self._uncounted:
-                        self._count_pending()
-                    self._tokens += self._count(text)
-                    self._counted.append(text)
-            if self._uncounted or self._first.__class__ is str:
-                self._count_pending()
+                    # uncounted until counted: a counter that raises leaves it for the end
+                    self._uncounted.append(text)
+            self._count_pending()
             return self._snapshot()
 
     def _note_usage(self, usage: Any) -> None:
@@ -444,8 +441,9 @@ class ProgressStage:
         """A report is due: hand the tracker what came since the last one, and report."""
         pending = self._pending
         if self._only_text:
-            progress = self.tracker._report_texts(pending)  # noqa: SLF001 - same module
-            pending.clear()  # the same list: the engine may hold its append
+            batch = pending[:]
+            pending.clear()  # first (a counter may raise); the engine holds its append
+            progress = self.tracker._report_texts(batch)  # noqa: SLF001 - same module
         else:
             self._catch_up()
             progress = self.tracker.get_progress()

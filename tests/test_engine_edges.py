@@ -437,3 +437,28 @@ def test_a_stop_ends_a_pump_reading_a_list_and_nothing_after_it_is_delivered() -
     assert rest == []  # the reader checks the stop before each item
     assert get_result().cancelled
     assert wait_for(lambda: not any(t.is_alive() for t in output.threads()))
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("config", [{"prefetch": True}, {"max_delay": 0.05}])
+def test_polling_with_next_within_zero_reads_a_pumped_list_to_its_end(config: Any) -> None:
+    # Review finding: a pump reading a list waits on a full queue until the reader
+    # finds the queue empty; a poll whose deadline had passed returned "nothing yet"
+    # without telling it, and the stream stalled after queue_size items for good.
+    pieces = [f"{i} " for i in range(1000)]
+    output, _ = hs.EnhancedStreamer(hs.StreamConfig(queue_size=8, **config)).stream_buffered(
+        pieces, "word"
+    )
+    got: List[str] = []
+    core = output._core
+    with output:
+        while True:
+            try:
+                chunk = output.next_within(0)
+            except StopIteration:
+                break
+            if chunk is None:  # nothing queued: the pump must be filling the queue again
+                assert wait_for(lambda: len(core.pipe) > 0 or core.pipe.ended), len(got)
+            else:
+                got.append(chunk.content)
+    assert got == pieces

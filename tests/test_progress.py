@@ -276,3 +276,40 @@ def test_progress_reports_are_made_with_the_fields_in_their_declared_order() -> 
     assert (p.estimated_tokens, p.elapsed, p.tokens_per_second) == (10, 1.0, 3.0)
     assert (p.percent, p.eta, p.time_to_first_token) == (50.0, 5 / 3, 0.0)
     assert (p.done, p.cancelled, p.error) == (False, False, None)
+
+
+def test_a_failing_token_counter_does_not_count_the_chunks_of_a_report_twice() -> None:
+    # Review finding: a report whose count raised kept its chunks pending, and the
+    # final report recorded them a second time.
+    def counter(text: str) -> int:
+        raise RuntimeError("counter down")
+
+    reports: List[Any] = []
+    stage = ProgressStage(reports.append, interval=0.0, counter=counter)
+    stage.start()
+    with pytest.raises(RuntimeError):
+        stage("hello ")
+    with pytest.raises(RuntimeError):
+        stage.abort(RuntimeError("counter down"))
+    assert reports[-1].done
+    assert (reports[-1].chunks_received, reports[-1].characters_received) == (1, 6)
+
+
+def test_a_counter_that_fails_once_still_counts_that_text_at_the_end() -> None:
+    calls = [0]
+
+    def counter(text: str) -> int:
+        calls[0] += 1
+        if calls[0] == 1:
+            raise RuntimeError("counter down once")
+        return len(text.split())
+
+    reports: List[Any] = []
+    stage = ProgressStage(reports.append, interval=0.0, counter=counter)
+    stage.start()
+    with pytest.raises(RuntimeError):
+        stage("hello ")
+    stage("big world ")
+    stage.flush()
+    assert reports[-1].done and reports[-1].tokens_received == 3
+    assert (reports[-1].chunks_received, reports[-1].characters_received) == (2, 16)

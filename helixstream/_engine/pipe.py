@@ -123,6 +123,15 @@ class Pipe:
                 self._getter_waits = False
                 self._not_empty.notify()
 
+    def nudge(self) -> None:
+        """The reader found the pipe empty and will not wait now (a poll whose deadline
+        has passed): wake a producer waiting on a full pipe, as a waiting get does (a
+        ``lazy`` one waits for exactly that)."""
+        if self._putters:
+            with self._lock:
+                if self._putters:
+                    self._not_full.notify()
+
     def end(self, last: Any) -> bool:
         """Append ``last`` (past the bound) and accept no more. False if already over."""
         with self._lock:

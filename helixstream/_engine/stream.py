@@ -961,6 +961,7 @@ class _Core:
                 wait = deadline - time.monotonic()
                 if wait <= 0:
                     if not len(pipe):
+                        pipe.nudge()  # a lazy pump waits for the reader to find it empty
                         return IDLE
                     wait = 0.0  # past the deadline, but items are queued: take them
                 if left is None or wait < left:
