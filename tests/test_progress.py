@@ -313,3 +313,26 @@ def test_a_counter_that_fails_once_still_counts_that_text_at_the_end() -> None:
     stage.flush()
     assert reports[-1].done and reports[-1].tokens_received == 3
     assert (reports[-1].chunks_received, reports[-1].characters_received) == (2, 16)
+
+
+@pytest.mark.parametrize("drafts", [True, False])
+def test_a_report_is_a_frozen_stream_progress_made_either_way(monkeypatch: Any, drafts: bool) -> None:
+    # Reports are made by filling a writable twin of StreamProgress and assigning its
+    # class (fast), or, where that does not work, by StreamProgress(...): the same.
+    import attrs
+
+    from helixstream import _progress
+
+    assert _progress._DRAFTS  # CPython 3.11 with this attrs: the fast way works
+    monkeypatch.setattr(_progress, "_DRAFTS", drafts)
+    clock = FakeClock()
+    tracker = hs.ProgressTracker(10, clock=clock)
+    tracker.update_tokens(2)
+    clock.advance(1.0)
+    tracker.update("ab", tokens=3)
+    p = tracker.get_progress()
+    assert type(p) is hs.StreamProgress
+    assert p == hs.StreamProgress(5, 1, 2, 10, 1.0, 3.0, 50.0, 5 / 3, 0.0, False, False, None)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        p.done = True  # type: ignore[misc]
+    assert attrs.evolve(p, done=True).done and hash(p) == hash(attrs.evolve(p))
