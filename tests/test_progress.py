@@ -256,6 +256,15 @@ def test_progress_stage_reports_every_time_a_report_is_due() -> None:
     assert len(reports) == 11 and reports[-1].done
 
 
+def _a_progress_with_every_field_known() -> hs.StreamProgress:
+    clock = FakeClock()
+    tracker = hs.ProgressTracker(10, clock=clock)
+    tracker.update_tokens(2)
+    clock.advance(1.0)
+    tracker.update("ab", tokens=3)
+    return tracker.get_progress()
+
+
 def test_progress_reports_are_made_with_the_fields_in_their_declared_order() -> None:
     # ProgressTracker._snapshot passes the fields positionally (for speed): a change
     # of their order must change it too
@@ -266,12 +275,7 @@ def test_progress_reports_are_made_with_the_fields_in_their_declared_order() -> 
         "elapsed", "tokens_per_second", "percent", "eta", "time_to_first_token", "done",
         "cancelled", "error",
     ]
-    clock = FakeClock()
-    tracker = hs.ProgressTracker(10, clock=clock)
-    tracker.update_tokens(2)
-    clock.advance(1.0)
-    tracker.update("ab", tokens=3)
-    p = tracker.get_progress()
+    p = _a_progress_with_every_field_known()
     assert (p.tokens_received, p.chunks_received, p.characters_received) == (5, 1, 2)
     assert (p.estimated_tokens, p.elapsed, p.tokens_per_second) == (10, 1.0, 3.0)
     assert (p.percent, p.eta, p.time_to_first_token) == (50.0, 5 / 3, 0.0)
@@ -325,12 +329,7 @@ def test_a_report_is_a_frozen_stream_progress_made_either_way(monkeypatch: Any, 
 
     assert _progress._DRAFTS  # CPython 3.11 with this attrs: the fast way works
     monkeypatch.setattr(_progress, "_DRAFTS", drafts)
-    clock = FakeClock()
-    tracker = hs.ProgressTracker(10, clock=clock)
-    tracker.update_tokens(2)
-    clock.advance(1.0)
-    tracker.update("ab", tokens=3)
-    p = tracker.get_progress()
+    p = _a_progress_with_every_field_known()
     assert type(p) is hs.StreamProgress
     assert p == hs.StreamProgress(5, 1, 2, 10, 1.0, 3.0, 50.0, 5 / 3, 0.0, False, False, None)
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
