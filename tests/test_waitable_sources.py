@@ -174,3 +174,52 @@ def test_a_source_in_memory_is_read_in_the_readers_thread_by_next_within(source:
             assert stream.threads() == [] and threading.active_count() == before
     assert got == ["a ", "b ", "c "]
     assert result().chunk_count == 3
+
+
+class _WaitRaises:
+    """A source whose wait_ready raises ``exc`` (a broken source)."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+    def __iter__(self) -> "_WaitRaises":
+        return self
+
+    def __next__(self) -> str:
+        return "never read "
+
+    def wait_ready(self, timeout: float) -> bool:
+        raise self.exc
+
+
+@pytest.mark.timeout(30)
+def test_a_wait_ready_raising_generator_exit_ends_the_stream_with_a_clear_error() -> None:
+    # It escaped as GeneratorExit, which looks like a stream closed by its reader.
+    stream, result = hs.EnhancedStreamer().stream_buffered(_WaitRaises(GeneratorExit()))
+    with pytest.raises(hs.PipelineError, match="GeneratorExit"):
+        stream.next_within(1)
+    assert stream.state == "failed"
+    assert isinstance(result().error, hs.PipelineError)
+
+
+@pytest.mark.timeout(30)
+def test_a_stop_set_while_the_source_waits_leaves_its_next_item_unread() -> None:
+    stop = threading.Event()
+    reads: List[int] = []
+
+    class Source:
+        def __iter__(self) -> "Source":
+            return self
+
+        def __next__(self) -> str:
+            reads.append(1)
+            return "x "
+
+        def wait_ready(self, timeout: float) -> bool:
+            stop.set()  # the stop comes while the reader waits here
+            return True
+
+    stream, result = hs.EnhancedStreamer().stream_buffered(Source(), stop=stop)
+    with pytest.raises(StopIteration):
+        stream.next_within(1)
+    assert reads == [] and stream.cancelled and result().cancelled

@@ -756,23 +756,21 @@ class _Core:
                             pass  # taken by the hot loop
                         elif self.pipe is None:  # inline: the reader reads the source
                             deadline = self.deadline
-                            if deadline is not None and wait_ready is not None:
-                                # next_within(): wait for the source until the deadline,
-                                # in this thread (a close from another thread closes
-                                # the source, which ends the wait)
-                                self.in_source = True
-                                try:
-                                    ready = wait_ready(max(0.0, deadline - time.monotonic()))
-                                finally:
-                                    self.in_source = False
-                                if self.stopping or user is not None and stopped():
-                                    raise Stopped
-                                if not ready:
-                                    yield IDLE
-                                    continue
                             self.in_source = True
                             try:
-                                raw = next(source)
+                                if deadline is not None and wait_ready is not None:
+                                    # next_within(): wait for the source until the
+                                    # deadline, in this thread (a close from another
+                                    # thread closes the source, which ends the wait)
+                                    left = deadline - time.monotonic()
+                                    if not wait_ready(left if left > 0.0 else 0.0):
+                                        raw = _NOTHING  # nothing by the deadline
+                                    elif self.stopping or user is not None and stopped():
+                                        raw = _NOTHING  # stopped while it waited: unread
+                                    else:
+                                        raw = next(source)
+                                else:
+                                    raw = next(source)
                             except StopIteration:
                                 if stopped():
                                     raise Stopped from None  # stopped while it ended
@@ -784,6 +782,9 @@ class _Core:
                                 self.in_source = False
                             if self.stopping or user is not None and stopped():
                                 raise Stopped  # it arrived after the stop: not delivered
+                            if raw is _NOTHING:
+                                yield IDLE
+                                continue
                         else:  # pumped: the next raw item of the pump's batch
                             raw = next(batch, _NOTHING)
                             if raw is _NOTHING:
