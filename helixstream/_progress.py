@@ -188,33 +188,28 @@ class ProgressTracker:
         """Record several chunks that are all ``str`` (without reported counts): what
         :meth:`_record` does for each, done for the list at once."""
         with self._lock:
-            self._chunks += len(texts)
-            self._chars += sum(map(len, texts))
-            nonempty = list(filter(None, texts))
-            if nonempty:
-                self._uncounted.extend(nonempty)
-                if self._first_at is None:
-                    self._first_at = self._clock()
-                    self._first = nonempty[0]
+            self._record_texts(texts)
 
     def _report_texts(self, texts: List[str]) -> StreamProgress:
-        """Record several chunks that are all ``str`` (without reported counts), count
-        them, and return the progress: what :meth:`_update_texts` and then
-        :meth:`get_progress` do, under one lock. The text is kept joined (one string per
-        report instead of one per chunk) for the final count."""
+        """:meth:`_update_texts`, then :meth:`get_progress`, under one lock (a stream's
+        progress stage reports several times a second)."""
         with self._lock:
-            if texts:
-                self._chunks += len(texts)
-                text = "".join(texts)
-                if text:
-                    self._chars += len(text)
-                    if self._first_at is None:
-                        self._first_at = self._clock()
-                        self._first = next(filter(None, texts))
-                    # uncounted until counted: a counter that raises leaves it for the end
-                    self._uncounted.append(text)
+            self._record_texts(texts)
             self._count_pending()
             return self._snapshot()
+
+    def _record_texts(self, texts: List[str]) -> None:
+        # called with the lock held; the text is kept joined (one string per call, not
+        # one per chunk), uncounted until counted (a counter that raises leaves it for
+        # the end)
+        self._chunks += len(texts)
+        text = "".join(texts)
+        if text:
+            self._chars += len(text)
+            self._uncounted.append(text)
+            if self._first_at is None:
+                self._first_at = self._clock()
+                self._first = next(filter(None, texts))
 
     def _note_usage(self, usage: Any) -> None:
         # the same rule as the aggregate's: the service's own count wins
