@@ -29,8 +29,13 @@ can tip the process into a storm of futex calls (see benchmarks/README.md).
 ``--plain-buffer`` is a second baseline: the same word buffer and chunks in the
 reader's own loop, no engine (what the work costs apart from the stream around it).
 
+``--no-progress`` runs the engine without a progress callback; ``--burn US`` makes
+every reader spend US microseconds of CPU per token (with ``--plain``: how much work
+per token it takes to tip 1,000 threads into a storm).
+
 Run: python benchmarks/scale.py [--streams 100 500 1000] [--seconds 10] [--rate 20]
                                 [--switch-interval 0.05] [--prefetch | --plain | --plain-buffer]
+                                [--no-progress] [--burn US]
 """
 from __future__ import annotations
 
@@ -129,6 +134,8 @@ class _Plain:
 
 
 PLAIN_BUFFER = False
+NO_PROGRESS = False
+BURN = 0.0
 
 
 def run(n: int, seconds: float, rate: float) -> Dict[str, float]:
@@ -168,22 +175,28 @@ def run(n: int, seconds: float, rate: float) -> Dict[str, float]:
         if PLAIN or PLAIN_BUFFER:
             output, get_result = _Plain(src), None
         else:
-            output, get_result = hs.EnhancedStreamer(config).stream_enhanced(src, on_progress)
+            output, get_result = hs.EnhancedStreamer(config).stream_enhanced(
+                src, None if NO_PROGRESS else on_progress)
         stream_threads[k] = len(output.threads())
         ready.wait()
         clock = time.perf_counter
         got = delays[k]
         due = src.due_at
         i = 0
+        burn = BURN
         with output:
             for _chunk in output:
                 now = clock()
                 got.append(now - due[i])
                 i += 1
+                if burn:  # --burn: CPU work per token, holding the GIL as real work does
+                    until = clock() + burn
+                    while clock() < until:
+                        pass
         received[k] = i
         last[k] = now if i else 0.0
         assert get_result is None or get_result().chunk_count == count
-        assert get_result is None or getattr(latest[0], "done", False)
+        assert get_result is None or NO_PROGRESS or getattr(latest[0], "done", False)
 
     threads = [threading.Thread(target=reader, args=(k,), name=f"reader-{k}") for k in range(n)]
     cpu0 = time.process_time()
@@ -250,8 +263,15 @@ def main(argv=None) -> int:
                     help="second baseline: the readers cut the models' text into words "
                          "with the same buffer and make the chunks themselves, without "
                          "the engine")
+    ap.add_argument("--no-progress", action="store_true",
+                    help="the engine without a progress callback (what the reports cost)")
+    ap.add_argument("--burn", type=float, default=0.0, metavar="US",
+                    help="each reader spends US microseconds of CPU per token (with --plain: "
+                         "how much work per token tips 1,000 threads into a storm)")
     args = ap.parse_args(argv)
-    global PREFETCH, PLAIN, PLAIN_BUFFER
+    global PREFETCH, PLAIN, PLAIN_BUFFER, NO_PROGRESS, BURN
+    BURN = args.burn / 1e6
+    NO_PROGRESS = args.no_progress
     PREFETCH = args.prefetch
     PLAIN = args.plain
     PLAIN_BUFFER = args.plain_buffer
@@ -261,7 +281,9 @@ def main(argv=None) -> int:
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus; "
           f"{args.rate:g} tokens/s per stream for {args.seconds:g}s; "
           f"switch interval {sys.getswitchinterval():g}s; "
-          f"{'baseline: no helixstream' if PLAIN else 'baseline: the word buffer and chunks in the reader, no engine' if PLAIN_BUFFER else 'prefetch (a worker thread per stream)' if PREFETCH else 'default placement'}")
+          f"{'baseline: no helixstream' if PLAIN else 'baseline: the word buffer and chunks in the reader, no engine' if PLAIN_BUFFER else 'prefetch (a worker thread per stream)' if PREFETCH else 'default placement'}"
+          f"{'; no progress callback' if NO_PROGRESS else ''}"
+          f"{f'; {args.burn:g} us of CPU per token in each reader' if args.burn else ''}")
     header = (f"{'N':>5} {'offered/s':>10} {'achieved/s':>11} {'delivered':>10} {'p50 ms':>8} "
               f"{'p99 ms':>8} {'max ms':>8} {'thr/stream':>10} {'RSS KB/str':>10} {'CPU s/1k tok':>12} "
               f"{'sys %':>6} {'switch/tok':>10}")
