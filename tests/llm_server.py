@@ -223,6 +223,9 @@ class _Handler(BaseHTTPRequestHandler):
         llm.requests.append(body)
         with llm._conn_lock:
             llm._connections[self.connection] = self.path
+        # this request's outcome belongs to the test that made it: a reset() (the next
+        # test) while it is still ending must not see it finish or fail
+        finished, disconnected = llm.finished, llm.disconnected
         if self.path.endswith("/chat/completions"):
             events = llm.chat_events(body)
         elif self.path.endswith("/responses"):
@@ -264,11 +267,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self._chunk(data)
                 sent += 1
             self._chunk(b"")
-            llm.finished.set()
+            finished.set()
         except OSError:  # BrokenPipeError, ConnectionResetError: the client went away
-            llm.sent_before_disconnect = sent
-            llm.disconnect_time = time.monotonic()
-            llm.disconnected.set()
+            if disconnected is llm.disconnected:  # not reset since: record it
+                llm.sent_before_disconnect = sent
+                llm.disconnect_time = time.monotonic()
+            disconnected.set()
 
     def _pause(self, seconds: float) -> bool:
         """Wait between events, watching the connection; True when the server stops.
