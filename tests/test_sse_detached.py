@@ -290,3 +290,31 @@ def test_a_live_reader_gets_every_event_even_when_the_log_keeps_one() -> None:
     ids = [int(e.last_event_id.rsplit(".", 1)[1]) for e in events]
     assert ids == list(range(1, 8))
     replay.close()
+
+
+@pytest.mark.timeout(30)
+def test_a_second_close_returns_only_once_the_first_has_closed_every_source() -> None:
+    # gunicorn's shutdown recipe closes the registry twice: close_on(SIGTERM) starts a
+    # close in a thread, and worker_exit calls close() once the requests are over. The
+    # second must not return (and let the process exit) while the first still waits
+    # for a source to close: that source's close() never ran (seen with a real
+    # gunicorn under load: 2 of 3 sources closed).
+    model = GatedModel(free=1)
+    replay = SSEReplay(grace=30)
+    body = sse_stream(model, replay=replay, keepalive=5.0)  # a pump reads the model
+    assert [e.data for e in next_events(body, 1)] == ["w0 "]
+    assert wait_for(lambda: model.produced == [0, 1])  # the pump waits in the source
+    first = threading.Thread(target=replay.close, name="first-close")
+    first.start()  # waits for the pump, which waits for the gate
+    assert wait_for(lambda: len(replay) == 0)  # the first close is under way
+    opener = threading.Timer(0.3, model.gate.set)  # the source may end in 0.3 s
+    opener.start()
+    try:
+        replay.close()
+        assert model.closed.is_set(), "close() returned before the source was closed"
+    finally:
+        model.gate.set()
+        opener.cancel()
+        first.join(10)
+        body.close()
+    assert not first.is_alive()

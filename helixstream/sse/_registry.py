@@ -170,6 +170,8 @@ class Registry(abc.ABC):
     def __init__(self) -> None:
         self._watch_lock = threading.Lock()
         self._unwatch_close: Optional[Callable[[], None]] = None
+        self._closer: Optional[int] = None  # the thread of the first close()
+        self._close_done = threading.Event()  # ... which has finished
 
     @abc.abstractmethod
     def open(self, feed: "Feed", owner: Any, make_fmt: Callable[[str], EventFormat]) -> Reader:
@@ -196,7 +198,8 @@ class Registry(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Shut down: running streams end, their readers send a ``shutdown`` notice.
-        Implementations call :meth:`_closing` first."""
+        Implementations return at once unless :meth:`_begin_close` is True, and set
+        ``_close_done`` when they are done."""
 
     def close_on(self, event: threading.Event) -> None:
         """Close this registry when ``event`` is set: by any thread, any way, or by a
@@ -219,6 +222,23 @@ class Registry(abc.ABC):
     def _start_closing(self) -> None:
         """In the janitor: the close runs in a thread of its own (it closes sources)."""
         threading.Thread(target=self.close, name="helixstream-sse-shutdown", daemon=True).start()
+
+    def _begin_close(self) -> bool:
+        """``close`` starts with this: True for the first call, which shuts the registry
+        down. Any other call waits until that one has finished (every source closed),
+        then gets False: gunicorn's ``worker_exit`` must not let the process exit while
+        the close started by a signal is still closing sources. A call from the closing
+        thread itself (a callback of the shutdown) does not wait."""
+        self._closing()
+        me = threading.get_ident()
+        with self._watch_lock:
+            closer = self._closer
+            if closer is None:
+                self._closer = me
+                return True
+        if closer != me:
+            self._close_done.wait()
+        return False
 
     def _closing(self) -> None:
         """Stop listening for :meth:`close_on`'s event (``close`` calls it)."""

@@ -647,18 +647,22 @@ class SSEReplay(Registry):
         For a server's shutdown hook (or :meth:`close_on` a signal). Safe to call more
         than once, from any thread.
         """
-        self._closing()
-        with self._lock:
-            self._closed = True
-            entries = [e for e in self._entries.values() if not (e.stopping or e.feed.ended)]
-            for entry in self._entries.values():
-                entry.stopping = True
-                entry.counted = -1
-            self._entries.clear()
-            self._used = 0
-        self._timers.cancel_all()
-        for entry in entries:
-            self._stop(entry, shutdown=True)
+        if not self._begin_close():
+            return  # closed already (another thread's close has finished)
+        try:
+            with self._lock:
+                self._closed = True
+                entries = [e for e in self._entries.values() if not (e.stopping or e.feed.ended)]
+                for entry in self._entries.values():
+                    entry.stopping = True
+                    entry.counted = -1
+                self._entries.clear()
+                self._used = 0
+            self._timers.cancel_all()
+            for entry in entries:
+                self._stop(entry, shutdown=True)
+        finally:
+            self._close_done.set()
 
     @property
     def size_bytes(self) -> int:
