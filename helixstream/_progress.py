@@ -8,7 +8,7 @@ from typing import Any, Callable, List, Optional, Tuple
 import attrs
 
 from ._durations import check_number, parse_seconds
-from ._tokens import TokenCounter, estimate_tokens
+from ._tokens import RememberLast, RunningEstimate, TokenCounter, estimate_tokens, is_estimator
 
 __all__ = [
     "StreamProgress",
@@ -124,6 +124,9 @@ class ProgressTracker:
     ) -> None:
         self._clock = clock
         self._count = counter or estimate_tokens
+        # the estimator counts the text as it comes, so the final count of the whole
+        # text costs nothing more (other counters count the whole text at the end)
+        self._piecewise = is_estimator(self._count)
         self._lock = threading.Lock()
         self._estimated = check_number(estimated_tokens, "estimated_tokens", integer=True)
         self.reset()
@@ -136,6 +139,9 @@ class ProgressTracker:
             self._reported = 0  # tokens the source reported
             self._uncounted: List[str] = []  # text whose tokens are counted when asked
             self._counted: List[str] = []  # text counted so far, batch by batch
+            # the estimate of all the text counted so far, added to batch by batch
+            self._running = RunningEstimate() if self._piecewise else None
+            self._running_count = 0  # its count when last asked
             self._chunks = 0
             self._chars = 0
             self._first_at: Optional[float] = None
@@ -167,7 +173,8 @@ class ProgressTracker:
 
         Text without a count is counted when progress is asked for, all at once: a
         token counter is more accurate, and much cheaper, on whole text than on
-        fragments.
+        fragments. (``estimate_tokens``, the default, gives the count of all the text
+        so far, as if counted whole.)
         """
         with self._lock:
             self._record(text, tokens)
@@ -237,7 +244,14 @@ class ProgressTracker:
     def _count_pending(self) -> int:
         # called with the lock held
         if self._uncounted:
-            self._tokens += self._count("".join(self._uncounted))
+            text = "".join(self._uncounted)
+            running = self._running
+            n = running.add(text) if running is not None else -1
+            if n >= 0:  # the text so far, as the estimator counts it whole
+                self._tokens += n - self._running_count
+                self._running_count = n
+            else:
+                self._tokens += self._count(text)
             self._counted.extend(self._uncounted)
             self._uncounted = []
         if self._first.__class__ is str:
@@ -247,9 +261,11 @@ class ProgressTracker:
     def finish(self) -> StreamProgress:
         """Mark the stream done and return the final progress.
 
-        Text without reported counts is counted once more, as a whole, so the final
-        count is the one the stream's aggregate gives (counting batch by batch differs
-        a little where batches cut words).
+        The final count of the text without reported counts is the whole text's, the
+        one the stream's aggregate gives (counting batch by batch differs a little
+        where batches cut words). With the default counter, ``estimate_tokens``, every
+        count already is the whole text's so far, made batch by batch as it came, so
+        the end costs no second count; another counter counts the whole text again.
         """
         progress, error = self._finish()
         if error is not None:
@@ -269,7 +285,15 @@ class ProgressTracker:
             whole = self._counted + self._uncounted
             try:
                 text = "".join(whole)
-                self._tokens = self._reported + (self._count(text) if text else 0)
+                running = self._running
+                n = running.add("".join(self._uncounted)) if running is not None else -1
+                if n >= 0:  # the whole text's count, made as it came
+                    counter = self._count
+                    if isinstance(counter, RememberLast):
+                        counter.remember(text, n)  # the aggregate's count: free
+                else:
+                    n = self._count(text) if text else 0
+                self._tokens = self._reported + n
                 self._counted = whole
                 self._uncounted = []
                 if self._first.__class__ is str:

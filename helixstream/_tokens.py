@@ -296,9 +296,19 @@ def _mixed_letters_price(letters: str, lead: str) -> float:
 _PIECES = _Memo(_piece_price)
 
 
+#: The fast path's prices are whole multiples of this (2**-20): a sum of them is exact in
+#: any order or grouping (below 2**33 tokens), so a text counted piece by piece
+#: (:class:`RunningEstimate`) gets the very count :func:`estimate_tokens` gives the whole.
+_GRAIN = 2.0**-20
+
+
+def _on_grain(price: float) -> float:
+    return round(price / _GRAIN) * _GRAIN
+
+
 def _word_price(word: str) -> float:
     """Price of a word (no whitespace in it) that follows a single space."""
-    return sum(map(_PIECES.__getitem__, _PIECE.findall(" " + word)))
+    return _on_grain(sum(map(_PIECES.__getitem__, _PIECE.findall(" " + word))))
 
 
 _WORDS = _Memo(_word_price)
@@ -306,7 +316,7 @@ _WORDS = _Memo(_word_price)
 
 def _head_delta(word: str) -> float:
     """Correction when ``word`` opens the text, with no space before it."""
-    return sum(map(_PIECES.__getitem__, _PIECE.findall(word))) - _WORDS[word]
+    return _on_grain(sum(map(_PIECES.__getitem__, _PIECE.findall(word)))) - _WORDS[word]
 
 
 _HEADS = _Memo(_head_delta)
@@ -588,6 +598,84 @@ def bpe_counter(encoding: str = "cl100k_base") -> TokenCounter:
     return _BpeCounter(name, _load_encoding(name))
 
 
+class RunningEstimate:
+    """:func:`estimate_tokens` of a text that arrives piece by piece (private).
+
+    :meth:`count` is ``estimate_tokens("".join(pieces))`` without counting the text
+    again: each piece's complete words are priced as it is added (the last word waits,
+    since the next piece may continue it), and the fast path's prices add up exactly
+    in any grouping (see ``_GRAIN``). That holds while the whole text stays on the fast
+    path (ASCII, single spaces, no line breaks or tabs); once it leaves it, ``exact``
+    turns False for good and the text must be counted whole.
+    """
+
+    __slots__ = ("exact", "_sum", "_carry", "_first", "_last", "_head")
+
+    def __init__(self) -> None:
+        self.exact = True
+        self._sum = 0.0  # the prices of the words known to be complete
+        self._carry = ""  # the last word, which the next piece may continue
+        self._first = ""  # the text's first character ("": no text yet)
+        self._last = ""  # its last character
+        self._head: Optional[float] = None  # the first word's correction, once known
+
+    def add(self, piece: str) -> int:
+        """Append ``piece`` to the text; return :meth:`count` (-1 once not ``exact``)."""
+        if not self.exact:
+            return -1
+        if piece:
+            if not (
+                piece.isascii()
+                and "\n" not in piece
+                and "  " not in piece
+                and "\t" not in piece
+                and "\r" not in piece
+            ) or (piece[0] == " " and self._last == " "):
+                self.exact = False  # the whole text is off the fast path now
+                return -1
+            if not self._first:
+                self._first = piece[0]
+            text = self._carry + piece
+            words = text.split()
+            last = self._last = piece[-1]
+            carry = self._carry = "" if last == " " or not words else words.pop()
+            if words:
+                if self._head is None:
+                    self._head = _HEADS[words[0]] if self._first != " " else 0.0
+                self._sum += sum(map(_WORDS.__getitem__, words))
+                if not carry:  # the usual case, whole words: count() in line
+                    n = int(self._sum + self._head + (1.0 if last == " " else 0.0) + 0.5)
+                    return n if n > 0 else 1
+        return self.count()
+
+    def count(self) -> int:
+        """``estimate_tokens`` of the text so far (only meaningful while ``exact``)."""
+        if not self._first:
+            return 0
+        total = self._sum
+        head = self._head
+        carry = self._carry
+        if carry:
+            total += _WORDS[carry]
+            if head is None:
+                head = _HEADS[carry] if self._first != " " else 0.0
+        elif head is None:
+            return 1  # spaces only
+        total += head
+        if self._last == " ":
+            total += 1.0
+        n = int(total + 0.5)
+        return n if n > 0 else 1
+
+
+def is_estimator(counter: Any) -> bool:
+    """Is ``counter`` :func:`estimate_tokens` (itself, or remembered by a
+    :class:`RememberLast`)? Such a counter can be run piece by piece."""
+    if counter.__class__ is RememberLast:
+        counter = counter._count  # noqa: SLF001 - same module
+    return counter is estimate_tokens
+
+
 class RememberLast:
     """A token counter that remembers its last answer (private).
 
@@ -610,3 +698,7 @@ class RememberLast:
         n = self._count(text)
         self._last = (text, n)
         return n
+
+    def remember(self, text: str, n: int) -> None:
+        """Take ``n`` as the count of ``text`` (counted another way, by the caller)."""
+        self._last = (text, n)

@@ -8,6 +8,7 @@ import pytest
 
 import helixstream as hs
 from helixstream._progress import ProgressStage
+from helixstream._tokens import RememberLast
 
 from .sources import BlockingSource
 
@@ -335,3 +336,45 @@ def test_a_report_is_a_frozen_stream_progress_made_either_way(monkeypatch: Any, 
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         p.done = True  # type: ignore[misc]
     assert attrs.evolve(p, done=True).done and hash(p) == hash(attrs.evolve(p))
+
+
+@pytest.mark.timeout(10)
+def test_with_the_estimator_every_count_is_the_whole_text_so_far() -> None:
+    # Reports count batch by batch; with the default counter each count is that of all
+    # the text so far, as if counted whole, and the end needs no second count of it.
+    counter = RememberLast(hs.estimate_tokens)
+    t = hs.ProgressTracker(counter=counter)
+    batches = [["The quick ", "brown "], ["fox jum"], ["ps over ", "the"], [" lazy dog. "]]
+    text = ""
+    for batch in batches:
+        for piece in batch:
+            t.update(piece)
+        text += "".join(batch)
+        assert t.get_progress().tokens_received == hs.estimate_tokens(text)
+    final = t.finish()
+    assert final.tokens_received == hs.estimate_tokens(text)
+    # the whole text's count is remembered for the stream's aggregate (no recount)
+    assert counter._last == (text, final.tokens_received)  # noqa: SLF001
+
+
+@pytest.mark.timeout(10)
+def test_a_text_that_leaves_the_estimators_fast_path_is_counted_whole_at_the_end() -> None:
+    t = hs.ProgressTracker()
+    pieces = ["Hello there ", "friend.\n\n", "Second  paragraph, ", "naïve café. "]
+    for piece in pieces:
+        t.update(piece)
+        t.get_progress()
+    assert t.finish().tokens_received == hs.estimate_tokens("".join(pieces))
+
+
+@pytest.mark.timeout(10)
+def test_a_streams_final_progress_and_result_count_the_whole_text_either_way() -> None:
+    reports: List[Any] = []
+    for source in (["one two ", "three four ", "five."], ["one\ntwo ", "three  four"]):
+        out, get_result = hs.EnhancedStreamer(
+            hs.StreamConfig(buffer_type="word", progress_interval=0)
+        ).stream_enhanced(source, reports.append)
+        text = "".join(chunk.content for chunk in out)
+        result = get_result()
+        assert reports[-1].done
+        assert reports[-1].tokens_received == result.total_tokens == hs.estimate_tokens(text)

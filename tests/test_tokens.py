@@ -111,6 +111,38 @@ def test_counts_add_up_roughly(a: str, b: str) -> None:
     assert eab <= len((a + b).encode("utf-8", "surrogatepass"))
 
 
+PIECE = st.text(alphabet=st.sampled_from(list("abcXYZ _-.,'0123456789\n\té")), max_size=8)
+
+
+def _on_the_fast_path(text: str) -> bool:
+    return text.isascii() and not any(s in text for s in ("\n", "\t", "\r", "  "))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(PIECE, max_size=12))
+def test_a_running_estimate_is_the_estimate_of_the_whole_text(pieces: List[str]) -> None:
+    # The progress of a stream counts its text as it comes; with the estimator, every
+    # count is the whole text's so far, exactly, while the text stays on the fast path.
+    running = tokens.RunningEstimate()
+    for i in range(len(pieces)):
+        n = running.add(pieces[i])
+        whole = "".join(pieces[: i + 1])
+        assert running.exact == _on_the_fast_path(whole)
+        if running.exact:
+            assert n == running.count() == estimate_tokens(whole), pieces[: i + 1]
+        else:
+            assert n == -1
+
+
+def test_word_prices_are_on_a_grid_so_any_grouping_of_them_adds_up_the_same() -> None:
+    words = [f"w{i}" for i in range(200)] + ["antidisestablishmentarianism", "Hello", "x"]
+    prices = [tokens._WORDS[w] for w in words]  # noqa: SLF001
+    assert all((p / tokens._GRAIN).is_integer() for p in prices)  # noqa: SLF001
+    in_order = sum(prices)
+    assert sum(reversed(prices)) == in_order
+    assert sum(sum(prices[i : i + 7]) for i in range(0, len(prices), 7)) == in_order
+
+
 def test_counts_of_growing_prefixes_never_drop_by_more_than_one() -> None:
     text = load_benchmark().load_corpus("english")[0][:3000]
     counts = [estimate_tokens(text[:i]) for i in range(len(text) + 1)]
