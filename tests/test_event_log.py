@@ -54,6 +54,18 @@ def test_replay_gives_back_the_bytes_recorded(prefix: Optional[str]) -> None:
         assert last == (8 if seq < 8 else seq)
 
 
+def test_an_id_line_given_by_its_length_is_kept_as_one_found_by_looking() -> None:
+    # SSEReplay's feed tells the log how long the id line it wrote is (no search):
+    # what is kept, replayed and counted is the same either way
+    told, found = EventLog(100, id_prefix=PREFIX), EventLog(100, id_prefix=PREFIX)
+    for seq in range(1, 13):  # into two digits
+        data = event(seq, f"word{seq}")
+        found.append(seq, data)
+        told.append(seq, data, len(f"id: {PREFIX}{seq}\n\n"))
+    assert bytes(told._buf) == bytes(found._buf) and told._whole is found._whole is None
+    assert told.after(0) == found.after(0) and told.size_bytes == found.size_bytes
+
+
 def test_ids_are_kept_once_and_rebuilt() -> None:
     log = EventLog(10, id_prefix=PREFIX)
     log.extend(events(1, 3))
@@ -240,3 +252,14 @@ def test_an_event_longer_than_64_kib_widens_the_lengths() -> None:
     log.extend(events(6, 8))  # the long one dropped: the lengths stay wide
     assert log.after(5) == events(6, 8)
     assert log.size_bytes == reference_size(events(6, 8), PREFIX)
+
+
+def test_a_registry_streams_events_are_given_to_its_log_with_their_id_length() -> None:
+    replay = hs.SSEReplay()
+    body = hs.sse_stream(["a ", "b "], replay=replay)
+    next(body)
+    feed = body._reader._entry.feed  # noqa: SLF001
+    assert feed._id_len == len(f"id: {body.stream_id}.\n\n")  # noqa: SLF001
+    rest = b"".join(body)
+    assert b"data: a \nid: " in rest or b"data: b \nid: " in rest
+    replay.close()

@@ -266,7 +266,7 @@ class Feed:
     __slots__ = (
         "fmt", "_begun", "stream", "progress", "estimated_tokens", "expose_errors", "sink",
         "prefix", "seq", "tokens", "ended", "outcome", "shutdown", "_cancelled",
-        "_recorded", "_count", "_names", "_plain", "_append",
+        "_recorded", "_count", "_names", "_plain", "_append", "_id_len",
     )
 
     def __init__(
@@ -301,7 +301,8 @@ class Feed:
         self._count = progress or not _has_token_total(stream)
         self._names: List[str] = []  # event names already checked (a few: a list)
         self._plain = _plain_text(fmt, progress)
-        self._append: Optional[Callable[[int, bytes], None]] = None
+        self._append: Optional[Callable[..., None]] = None
+        self._id_len = 0  # see bind()
 
     def bind(self, key: str, fmt: EventFormat, sink: Optional[Sink]) -> None:
         """Number the events ``"<key>.<n>"``, write them with ``fmt``, record them in
@@ -311,6 +312,13 @@ class Feed:
         self.sink = sink
         # a sink that takes one event at a time (EventLog.append) is given them so
         self._append = getattr(sink, "append", None)
+        # a log that keeps events without their id line (EventLog(id_prefix=) with this
+        # prefix) is told its length, b"id: <key>.<n>\n\n", instead of looking for it
+        self._id_len = (
+            6 + len(self.prefix.encode("utf-8"))
+            if getattr(sink, "id_prefix", None) == self.prefix
+            else 0
+        )
         self._plain = _plain_text(fmt, self.progress)
 
     def set_lookahead(self, chunks: Optional[int]) -> None:
@@ -422,12 +430,18 @@ class Feed:
                     seq = self.seq + 1
                     if "\n" in data or "\r" in data or event is not None:
                         encoded = encode_event(event, data, self.prefix + str(seq))
+                        id_len = 0
                     else:  # encode_event's usual case, in line
-                        encoded = f"data: {data}\nid: {self.prefix}{seq}\n\n".encode()
+                        number = str(seq)
+                        encoded = f"data: {data}\nid: {self.prefix}{number}\n\n".encode()
+                        id_len = self._id_len and self._id_len + len(number)
                     self.seq = seq  # only once encoded: ids have no gaps
                     out.append(encoded)
                     if self._append is not None:
-                        self._append(seq, encoded)
+                        if id_len:
+                            self._append(seq, encoded, id_len)
+                        else:
+                            self._append(seq, encoded)
                     elif self.sink is not None:
                         self.sink.extend([(seq, encoded)])
                     return out

@@ -82,7 +82,7 @@ class EventLog:
     __slots__ = (
         "max_events", "_clock", "_buf", "_lens", "_head", "_id_line", "_whole", "_lock",
         "_size", "_on_change", "_untold", "_puller_reads", "_read_upto", "last_seq",
-        "ended_at", "__weakref__",
+        "ended_at", "id_prefix", "__weakref__",
     )
 
     def __init__(
@@ -99,6 +99,7 @@ class EventLog:
                 raise TypeError(f"id_prefix must be a str or None, not {type(id_prefix).__name__}")
             if "\r" in id_prefix or "\n" in id_prefix or "\0" in id_prefix:
                 raise ValueError(f"id_prefix must not contain CR, LF or NUL (got {id_prefix!r})")
+        self.id_prefix = id_prefix
         super().__init__()
         self.max_events = max_events
         self._clock = clock
@@ -144,9 +145,11 @@ class EventLog:
         for seq, data in events:
             self.append(seq, data)
 
-    def append(self, seq: int, data: bytes) -> None:
+    def append(self, seq: int, data: bytes, id_len: int = 0) -> None:
         """Record event ``seq`` (the next number): :meth:`extend` with one event (the
-        usual call, done in one frame)."""
+        usual call, done in one frame). ``id_len``: the caller wrote the event's id line
+        as this log expects it (``id: <id_prefix><seq>`` and the blank line), last,
+        in these many bytes (0: it is looked for)."""
         with self._lock:
             if seq != self.last_seq + 1:
                 raise ValueError(f"event {seq} does not follow event {self.last_seq}")
@@ -155,7 +158,10 @@ class EventLog:
             buf += data
             grown = _EVENT_OVERHEAD
             id_line = self._id_line
-            if id_line is not None:
+            if id_len and id_line is not None:
+                size -= id_len
+                del buf[len(buf) - id_len:]
+            elif id_line is not None:
                 tail = b"%b%d\n\n" % (id_line, seq)
                 if data.endswith(tail):
                     size -= len(tail)
