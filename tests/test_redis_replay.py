@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import traceback
 import time
 from pathlib import Path
 from typing import Any, Iterator, List, Optional, Tuple
@@ -420,10 +421,13 @@ def test_a_registry_made_before_a_fork_is_its_own_process_in_the_child(server, t
                 names = [t.name for t in helix_threads() if "redis" in t.name]
                 out.write_text(json.dumps([replay.proc, texts(events), names]))
                 replay.close()
+            except BaseException:  # noqa: BLE001 - reported to the parent
+                out.write_text(json.dumps(["failed", traceback.format_exc(), []]))
             finally:
                 os._exit(0)
         assert os.waitpid(pid, 0)[1] == 0
         proc, text, names = json.loads(out.read_text())
+        assert proc != "failed", text
         assert proc != parent and text == "child "
         assert len(names) == 2 and all(proc in n for n in names)
     finally:
