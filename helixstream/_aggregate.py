@@ -128,6 +128,15 @@ class AggregateStage:
         contents.append(text)
         return chunk
 
+    def text_of(self, text: str) -> str:
+        """:meth:`chunk_of` for a reader that takes the text itself: recorded as the
+        next chunk, handed back as is."""
+        contents = self._contents
+        if self._first is None:
+            self._first = self._clock()
+        contents.append(text)
+        return text
+
     def text_sink(self) -> Optional[List[str]]:
         """For the engine's hot loop: once the first chunk is recorded, the list of
         texts itself (None before). Appending ``text`` to it and making

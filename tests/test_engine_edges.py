@@ -12,7 +12,7 @@ import pytest
 
 import helixstream as hs
 from helixstream._aggregate import AggregateStage
-from helixstream._engine import run_stages
+from helixstream._engine import give_texts, run_stages
 
 from .conftest import wait_for
 
@@ -462,3 +462,61 @@ def test_polling_with_next_within_zero_reads_a_pumped_list_to_its_end(config: An
             else:
                 got.append(chunk.content)
     assert got == pieces
+
+
+
+class _Waitable:
+    """A source that can wait (so next_within reads it in the caller's thread)."""
+
+    def __init__(self, items: List[Any]) -> None:
+        self._items = iter(items)
+
+    def __iter__(self) -> "_Waitable":
+        return self
+
+    def __next__(self) -> Any:
+        return next(self._items)
+
+    def wait_ready(self, timeout: float) -> bool:
+        return True
+
+
+def _pieces() -> List[Any]:
+    return ["one tw", "o three ", hs.StreamChunk("four ", tokens=7), "five six ", "seven"]
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("how", ["list", "generator", "next_within"])
+def test_a_reader_given_texts_gets_each_text_chunk_as_its_str_and_the_result_is_whole(how: str) -> None:
+    # the SSE feed's way: no StreamChunk per event, the aggregate records all the same
+    source: Any = {
+        "list": _pieces(),
+        "generator": (p for p in _pieces()),
+        "next_within": _Waitable(_pieces()),
+    }[how]
+    output, get_result = hs.ChunkAggregator().aggregate_chunks(source)
+    baseline, base_result = hs.ChunkAggregator().aggregate_chunks(_pieces())
+    give_texts(output)
+    got: List[Any] = []
+    while True:
+        try:
+            item = output.next_within(1.0) if how == "next_within" else next(output)
+        except StopIteration:
+            break
+        assert item is not None
+        got.append(item)
+    want = list(baseline)
+    # a text chunk comes as its text; a chunk with more than text (a count) as a chunk
+    assert [g if g.__class__ is str else g.content for g in got] == [c.content for c in want]
+    assert [g.__class__ for g in got] == [str if c.tokens is None else hs.StreamChunk for c in want]
+    result, base = get_result(), base_result()
+    assert (result.chunks, result.full_content, result.total_tokens, result.chunk_count) == (
+        base.chunks, base.full_content, base.total_tokens, base.chunk_count)
+
+
+@pytest.mark.timeout(10)
+def test_asking_for_texts_changes_nothing_without_an_aggregate_last() -> None:
+    output = run_stages(["a ", "b "], [])
+    give_texts(output)
+    assert output._core.texts is False  # noqa: SLF001
+    output.close()

@@ -9,7 +9,7 @@ from .pipe import Pipe, PipeClosed, put_until_stopped
 from .pipeline import IDLE, TICK, Pipeline
 from .stop import StopSignal, check_stop
 from .._inputs import check_source
-from .stream import END, ChunkStream, run_stages, set_lookahead
+from .stream import END, ChunkStream, give_texts, run_stages, set_lookahead
 
 __all__ = [
     "END",
@@ -25,4 +25,5 @@ __all__ = [
     "put_until_stopped",
     "run_stages",
     "set_lookahead",
+    "give_texts",
 ]

@@ -96,7 +96,7 @@ class _Core:
         "error", "close_error", "pipe", "pump", "threads", "deadline", "in_source",
         "_lock", "_closed_objects", "_released", "pipeline", "stages", "gen", "gen_lock",
         "done", "finalizer", "_unwatch", "lookahead", "parked", "held", "wait_ready",
-        "__weakref__",
+        "texts", "__weakref__",
     )
 
     def __init__(
@@ -143,6 +143,7 @@ class _Core:
         self.lookahead: Optional[int] = None  # see set_lookahead()
         self.parked = False  # the pump ended at the lookahead; the source waits, unread
         self.held: Any = _NOTHING  # the item the pump had taken when it parked
+        self.texts = False  # see give_texts()
         self._lock = threading.Lock()
         self._closed_objects: List[int] = []
         self._released = False
@@ -552,7 +553,9 @@ class _Core:
         calling the stage: a first stage may offer a text path for ``str`` items (the
         buffer's ``add``: ``text_path()``), a middle stage may take a ``str`` it passes
         on unchanged (``note_text``, or the progress stage's ``text_watch``), and a last
-        stage may turn a ``str`` into its chunk (the aggregate's ``chunk_of``).
+        stage may turn a ``str`` into its chunk (the aggregate's ``chunk_of``; ``text_of``,
+        records it and hands the ``str`` back, for a reader that asked for texts:
+        ``give_texts``).
         """
         pipeline = self.pipeline
         try:
@@ -572,7 +575,10 @@ class _Core:
             stack: List[Any] = []  # [iterator, stage index] of items released at once
             refresh = n > 0 and callable(getattr(stages[0], "text_path", None))
             head, limit = _text_path(stages[0]) if refresh else (None, 0)
-            tail = getattr(stages[-1], "chunk_of", None) if n else None
+            # an internal reader that wants a text chunk as its ``str`` (``texts``: the
+            # SSE feed) gets it so, recorded by the aggregate all the same (``text_of``)
+            texts = self.texts
+            tail = getattr(stages[-1], "text_of" if texts else "chunk_of", None) if n else None
             tail_at = n - 1 if tail is not None else -1
             notes = [getattr(stage, "note_text", None) for stage in stages]
             if not any(notes):
@@ -670,7 +676,7 @@ class _Core:
                                             raise fault(1, exc)  # noqa: B904 - the same, or a PipelineError
                                     if sink is not None:  # the aggregate's chunk_of, in line
                                         sink.append(item)
-                                        yield StreamChunk(item, chunks)
+                                        yield item if texts else StreamChunk(item, chunks)
                                         chunks += 1
                                     else:
                                         try:
@@ -736,7 +742,7 @@ class _Core:
                                         raise fault(1, exc)  # noqa: B904 - the same, or a PipelineError
                                 if sink is not None:  # the aggregate's chunk_of, in line
                                     sink.append(item)
-                                    yield StreamChunk(item, len(sink) - 1)
+                                    yield item if texts else StreamChunk(item, len(sink) - 1)
                                 else:
                                     try:
                                         item = tail(item)  # type: ignore[misc]
@@ -869,7 +875,7 @@ class _Core:
                         if i == tail_at:
                             if sink is not None:  # the aggregate's chunk_of, in line
                                 sink.append(item)
-                                yield StreamChunk(item, len(sink) - 1)
+                                yield item if texts else StreamChunk(item, len(sink) - 1)
                                 break
                             try:
                                 item = tail(item)  # type: ignore[misc]
@@ -1118,6 +1124,16 @@ def _locked_next(core: _Core) -> Any:
     stream up, then finds the generator closed (StopIteration)."""
     with core.gen_lock:
         return core.gen.__next__()
+
+
+def give_texts(stream: ChunkStream) -> None:
+    """An internal reader (the SSE feed) asks for each text chunk as its ``str``, not a
+    :class:`StreamChunk` it would only unpack: the aggregate records it all the same
+    (``text_of``), and a chunk with more than text still comes as a chunk. Before the
+    first ``next()``; only where the last stage is an aggregate with ``text_of``."""
+    core = stream._core  # noqa: SLF001 - same package
+    if core.stages and callable(getattr(core.stages[-1], "text_of", None)):
+        core.texts = True
 
 
 def set_lookahead(stream: ChunkStream, chunks: Optional[int]) -> None:

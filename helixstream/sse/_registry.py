@@ -22,8 +22,7 @@ import threading
 import time
 from typing import Any, Callable, List, Optional, Protocol, Tuple
 
-from .._chunk import StreamChunk
-from .._engine import ChunkStream, set_lookahead
+from .._engine import ChunkStream, give_texts, set_lookahead
 from .._engine import stop as _stop
 from .._errors import ConfigError
 from .._formats import EventFormat, Events
@@ -303,6 +302,7 @@ class Feed:
         self._plain = _plain_text(fmt, progress)
         self._append: Optional[Callable[..., None]] = None
         self._id_len = 0  # see bind()
+        give_texts(stream)  # a text chunk comes as its str: no StreamChunk per event
 
     def bind(self, key: str, fmt: EventFormat, sink: Optional[Sink]) -> None:
         """Number the events ``"<key>.<n>"``, write them with ``fmt``, record them in
@@ -387,7 +387,8 @@ class Feed:
         while True:
             try:
                 if deadline is None:
-                    chunk: Optional[StreamChunk] = next(stream)
+                    # a StreamChunk, or a text chunk's str (give_texts)
+                    chunk: Any = next(stream)
                 else:
                     chunk = stream._next_by(deadline)  # noqa: SLF001 - the engine's own
                     if chunk is None:
@@ -402,12 +403,17 @@ class Feed:
             except Exception as exc:  # noqa: BLE001 - the stream failed: tell the client
                 return self._fail(exc)
             assert chunk is not None
-            text = chunk.content
-            if self._count:
-                if chunk.tokens is not None:
-                    self.tokens += chunk.tokens
-                elif text:
+            if chunk.__class__ is str:  # text only (give_texts)
+                text: str = chunk
+                if self._count and text:
                     self.tokens += estimate_tokens(text)
+            else:
+                text = chunk.content
+                if self._count:
+                    if chunk.tokens is not None:
+                        self.tokens += chunk.tokens
+                    elif text:
+                        self.tokens += estimate_tokens(text)
             if not text:
                 continue  # a chunk with no text (usage, metadata): no event
             out = []
