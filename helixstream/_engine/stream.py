@@ -553,9 +553,9 @@ class _Core:
         calling the stage: a first stage may offer a text path for ``str`` items (the
         buffer's ``add``: ``text_path()``), a middle stage may take a ``str`` it passes
         on unchanged (``note_text``, or the progress stage's ``text_watch``), and a last
-        stage may turn a ``str`` into its chunk (the aggregate's ``chunk_of``; ``text_of``,
-        records it and hands the ``str`` back, for a reader that asked for texts:
-        ``give_texts``).
+        stage may turn a ``str`` into its chunk (the aggregate's ``chunk_of``; its
+        ``text_of`` records it and hands the ``str`` back, for a reader that asked for
+        texts: ``give_texts``).
         """
         pipeline = self.pipeline
         try:
