@@ -288,6 +288,7 @@ class ProgressTracker:
                 running = self._running
                 n = running.add("".join(self._uncounted)) if running is not None else -1
                 if n >= 0:  # the whole text's count, made as it came
+                    self._running_count = n
                     counter = self._count
                     if isinstance(counter, RememberLast):
                         counter.remember(text, n)  # the aggregate's count: free

@@ -638,7 +638,9 @@ class RunningEstimate:
             text = self._carry + piece
             words = text.split()
             last = self._last = piece[-1]
-            carry = self._carry = "" if last == " " or not words else words.pop()
+            # the last word is whole when the piece ends in whitespace (a space, or the
+            # other ASCII whitespace the fast path lets through: \x0b, \x0c, \x1c-\x1f)
+            carry = self._carry = "" if last.isspace() or not words else words.pop()
             if words:
                 if self._head is None:
                     self._head = _HEADS[words[0]] if self._first != " " else 0.0

@@ -378,3 +378,22 @@ def test_a_streams_final_progress_and_result_count_the_whole_text_either_way() -
         result = get_result()
         assert reports[-1].done
         assert reports[-1].tokens_received == result.total_tokens == hs.estimate_tokens(text)
+
+
+@pytest.mark.timeout(10)
+def test_text_recorded_after_finish_is_counted_once() -> None:
+    t = hs.ProgressTracker()
+    t.update("hello world ")
+    assert t.finish().tokens_received == hs.estimate_tokens("hello world ")
+    t.update("foo ")
+    assert t.get_progress().tokens_received == hs.estimate_tokens("hello world foo ")
+
+
+@pytest.mark.timeout(10)
+def test_a_stream_with_other_ascii_whitespace_counts_as_its_whole_text() -> None:
+    reports: List[Any] = []
+    out, get_result = hs.EnhancedStreamer(
+        hs.StreamConfig(buffer_type="word", progress_interval=0)
+    ).stream_enhanced(["alpha\x0c", "beta gamma ", "delta\x0b", "epsilon."], reports.append)
+    text = "".join(c.content for c in out)
+    assert reports[-1].tokens_received == get_result().total_tokens == hs.estimate_tokens(text)

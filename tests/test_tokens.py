@@ -111,7 +111,14 @@ def test_counts_add_up_roughly(a: str, b: str) -> None:
     assert eab <= len((a + b).encode("utf-8", "surrogatepass"))
 
 
-PIECE = st.text(alphabet=st.sampled_from(list("abcXYZ _-.,'0123456789\n\té")), max_size=8)
+PIECE = st.text(alphabet=st.sampled_from(list("abcXYZ _-.,'0123456789\n\té\x0b\x0c\x1f")), max_size=8)
+
+
+def test_a_running_estimate_ends_a_word_at_any_whitespace_the_fast_path_allows() -> None:
+    for space in ("\x0b", "\x0c", "\x1c", "\x1f"):  # str.split() breaks words there too
+        running = tokens.RunningEstimate()
+        running.add("a" + space)
+        assert running.add("b") == estimate_tokens("a" + space + "b"), repr(space)
 
 
 def _on_the_fast_path(text: str) -> bool:
