@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import threading
+import time
 from typing import Iterator, List
 
 import pytest
@@ -318,3 +320,70 @@ def test_a_second_close_returns_only_once_the_first_has_closed_every_source() ->
         first.join(10)
         body.close()
     assert not first.is_alive()
+
+
+@pytest.mark.timeout(30)
+def test_a_close_from_inside_a_source_while_another_close_runs_does_not_hang() -> None:
+    # The second close waits for the first; the first waits for the stream's reader,
+    # which here is the one calling the second close, from inside the source.
+    replay = SSEReplay(grace=30)
+    inside, gate = threading.Event(), threading.Event()
+
+    class Source:
+        def __init__(self) -> None:
+            self.n = 0
+
+        def __iter__(self) -> "Source":
+            return self
+
+        def __next__(self) -> str:
+            self.n += 1
+            if self.n == 1:
+                return "w0 "
+            inside.set()
+            assert gate.wait(10)
+            replay.close()  # e.g. a source that shuts the app down on an upstream error
+            raise StopIteration
+
+    body = sse_stream(Source(), replay=replay, keepalive=None)  # read inline by the reader
+    assert [e.data for e in next_events(body, 1)] == ["w0 "]
+    reader = threading.Thread(target=lambda: list(body), name="reader")
+    reader.start()
+    assert inside.wait(10)  # the reader holds the stream, inside the source
+    closer = threading.Thread(target=replay.close, name="closer")
+    closer.start()
+    assert wait_for(lambda: len(replay) == 0)  # the first close is under way
+    gate.set()
+    reader.join(10)
+    closer.join(10)
+    assert not reader.is_alive() and not closer.is_alive(), "the two closes wait for each other"
+    body.close()
+
+
+@pytest.mark.timeout(30)
+def test_after_a_fork_during_a_close_the_child_can_close_its_own_copy(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # (gunicorn --preload forks workers from a master that may be shutting down)
+    model = GatedModel(free=1)
+    replay = SSEReplay(grace=30)
+    body = sse_stream(model, replay=replay, keepalive=5.0)
+    assert [e.data for e in next_events(body, 1)] == ["w0 "]
+    assert wait_for(lambda: model.produced == [0, 1])
+    first = threading.Thread(target=replay.close, name="first-close")
+    first.start()  # waits for the pump, which waits for the gate
+    assert wait_for(lambda: len(replay) == 0)
+    out = tmp_path / "child"
+    pid = os.fork()
+    if pid == 0:
+        try:
+            started = time.monotonic()
+            replay.close()  # the parent's close is not this process's: no wait
+            out.write_text(f"{time.monotonic() - started:.3f}")
+        finally:
+            os._exit(0)
+    try:
+        assert os.waitpid(pid, 0)[1] == 0
+        assert float(out.read_text()) < 5.0
+    finally:
+        model.gate.set()
+        first.join(10)
+        body.close()

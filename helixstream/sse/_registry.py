@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import abc
 import math
+import os
 import threading
 import time
 from typing import Any, Callable, List, Optional, Protocol, Tuple
@@ -169,7 +170,7 @@ class Registry(abc.ABC):
     def __init__(self) -> None:
         self._watch_lock = threading.Lock()
         self._unwatch_close: Optional[Callable[[], None]] = None
-        self._closer: Optional[int] = None  # the thread of the first close()
+        self._closer: Optional[Tuple[int, int]] = None  # (pid, thread) of the first close()
         self._close_done = threading.Event()  # ... which has finished
 
     @abc.abstractmethod
@@ -226,16 +227,23 @@ class Registry(abc.ABC):
         """``close`` starts with this: True for the first call, which shuts the registry
         down. Any other call waits until that one has finished (every source closed),
         then gets False: gunicorn's ``worker_exit`` must not let the process exit while
-        the close started by a signal is still closing sources. A call from the closing
-        thread itself (a callback of the shutdown) does not wait."""
+        the close started by a signal is still closing sources.
+
+        Calls that do not wait: from the closing thread itself (a callback of the
+        shutdown), and from helixstream's own threads (a source read in a stream's pump
+        thread may call ``close()``; the first close may be waiting for that very
+        thread). A stream's reader calling it from inside its source waits until the
+        first close has given up waiting for that reader (``_STOP_WAIT``). In a child
+        process after a fork, a close of the parent's counts for nothing."""
         self._closing()
-        me = threading.get_ident()
+        me = (os.getpid(), threading.get_ident())
         with self._watch_lock:
             closer = self._closer
-            if closer is None:
+            if closer is None or closer[0] != me[0]:
                 self._closer = me
+                self._close_done = threading.Event()
                 return True
-        if closer != me:
+        if closer != me and not threading.current_thread().name.startswith("helixstream-"):
             self._close_done.wait()
         return False
 

@@ -60,6 +60,10 @@ _COUNT_STEP = 4096
 _COMPACT_AT = 64
 
 
+#: How long stopping a stream waits for the reader that is pulling it (it ends the
+#: stream itself when it sees the cancel); the same as RedisReplay's.
+_STOP_WAIT = 1.0
+
 class EventLog:
     """The events of one stream, bounded, for replay after a reconnect.
 
@@ -82,7 +86,7 @@ class EventLog:
     __slots__ = (
         "max_events", "_clock", "_buf", "_lens", "_head", "_id_line", "_whole", "_lock",
         "_size", "_on_change", "_untold", "_puller_reads", "_read_upto", "last_seq",
-        "ended_at", "id_prefix", "__weakref__",
+        "ended_at", "_id_prefix", "__weakref__",
     )
 
     def __init__(
@@ -99,7 +103,7 @@ class EventLog:
                 raise TypeError(f"id_prefix must be a str or None, not {type(id_prefix).__name__}")
             if "\r" in id_prefix or "\n" in id_prefix or "\0" in id_prefix:
                 raise ValueError(f"id_prefix must not contain CR, LF or NUL (got {id_prefix!r})")
-        self.id_prefix = id_prefix
+        self._id_prefix = id_prefix
         super().__init__()
         self.max_events = max_events
         self._clock = clock
@@ -144,6 +148,11 @@ class EventLog:
         # (one producer: nobody else appends in between)
         for seq, data in events:
             self.append(seq, data)
+
+    @property
+    def id_prefix(self) -> Optional[str]:
+        """The prefix of the events' ids (None: events are kept whole)."""
+        return self._id_prefix
 
     def append(self, seq: int, data: bytes, id_len: int = 0) -> None:
         """Record event ``seq`` (the next number): :meth:`extend` with one event (the
@@ -773,8 +782,14 @@ class SSEReplay(Registry):
             self._timers.cancel(timer)
             entry.timer = None
         entry.feed.cancel(shutdown=shutdown)
-        with entry.pull_lock:
-            entry.feed.end_cancelled()
+        # the reader pulling the stream (if any) sees the cancel and ends it itself;
+        # wait for it a bounded time: it may be the thread that is waiting for us (a
+        # close() called from inside the source while this one runs)
+        if entry.pull_lock.acquire(True, _STOP_WAIT):
+            try:
+                entry.feed.end_cancelled()
+            finally:
+                entry.pull_lock.release()
 
     # --- memory ------------------------------------------------------------------------
     def _grew(self, entry: _Entry, grown: int) -> None:
