@@ -221,6 +221,11 @@ def run(n: int, seconds: float, rate: float) -> Dict[str, float]:
     sampler_stop.set()
     sampler.join()
     peak_rss[0] = max(peak_rss[0], rss_kb())
+    # helixstream's process-wide janitor ends a moment after the last stream: wait for
+    # it (and any stream thread still ending) before counting what is left
+    for t in threading.enumerate():
+        if t.name.startswith("helixstream-"):
+            t.join(2.0)
     all_delays = sorted(d for ds in delays for d in ds)
     total = sum(received)
     # Tokens are due from one period after the start; kept up, the last arrives

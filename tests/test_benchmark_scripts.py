@@ -1,0 +1,33 @@
+"""The benchmark scripts run (benchmarks/README.md gives their commands): a tiny run of
+``scale.py`` in each mode, so that an option documented there still works. Nothing here
+measures speed."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "options",
+    [[], ["--no-progress"], ["--plain", "--burn", "5"], ["--plain-buffer"], ["--prefetch"]],
+    ids=["engine", "no-progress", "plain-burn", "plain-buffer", "prefetch"],
+)
+def test_scale_runs_in_every_mode(options: list) -> None:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "scale.py"), "--streams", "4",
+         "--seconds", "0.3", "--rate", "20", *options],
+        capture_output=True, text=True, env=env, timeout=50,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line.split() for line in done.stdout.splitlines() if line.strip().startswith("4 ")]
+    assert len(rows) == 1, done.stdout
+    assert rows[0][3] == "24/24", done.stdout  # every token delivered: 4 streams x 6
+    assert "still alive" not in done.stdout
