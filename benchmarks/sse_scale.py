@@ -653,8 +653,11 @@ def table(results: List[Dict[str, Any]]) -> str:
         if not variant.startswith("hs") or base is None:
             continue
         rss_ratio = r["rss_kb_per_conn"] / base["rss_kb_per_conn"] if base["rss_kb_per_conn"] > 0 else float("nan")
+        # (a run too short for the CPU clock to tick gives 0: no ratio)
+        cpu_ratio = (r["cpu_us_per_event"] / base["cpu_us_per_event"]
+                     if base["cpu_us_per_event"] > 0 else float("nan"))
         ratios.append(
-            f"| {worker} | {n} | {variant} | {r['cpu_us_per_event'] / base['cpu_us_per_event']:.2f} | "
+            f"| {worker} | {n} | {variant} | {cpu_ratio:.2f} | "
             f"{rss_ratio:.2f} | {100 * r['on_time'] / max(1, r['measured']):.2f}% / "
             f"{100 * base['on_time'] / max(1, base['measured']):.2f}% | "
             f"{_fmt_ms(r['p99'])} / {_fmt_ms(base['p99'])} |")

@@ -31,3 +31,24 @@ def test_scale_runs_in_every_mode(options: list) -> None:
     assert len(rows) == 1, done.stdout
     assert rows[0][3] == "24/24", done.stdout  # every token delivered: 4 streams x 6
     assert "still alive" not in done.stdout
+
+
+@pytest.mark.slow  # 12 s: a gunicorn per variant
+@pytest.mark.timeout(120)
+def test_sse_scale_runs_against_a_real_gunicorn() -> None:
+    pytest.importorskip("gunicorn")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "sse_scale.py"), "--n", "5", "--seconds", "1",
+         "--grace", "0", "--variants", "plain", "hs-wait"],
+        capture_output=True, text=True, env=env, timeout=110,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| gthread | 5 | hs-wait | ")]
+    assert len(rows) == 2, done.stdout  # its line of the table and its ratios to plain
+    # what the clients checked (not timing): every event's text right, every connection
+    # made, none closed early by the server, in both variants
+    summaries = [line for line in done.stdout.splitlines() if "text errors" in line]
+    assert len(summaries) == 2, done.stdout
+    for line in summaries:
+        assert "text errors 0, connect errors 0, closed by server 0" in line, line
