@@ -33,6 +33,27 @@ def test_scale_runs_in_every_mode(options: list) -> None:
     assert "still alive" not in done.stdout
 
 
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["throughput.py", "--chunks", "2000", "--latency-chunks", "50"],
+        ["stop.py", "--trials", "3"],
+        ["sse_memory.py", "--k", "5", "--events", "10"],
+        ["rate.py", "--seconds", "0.5", "--rates", "50"],
+    ],
+    ids=lambda command: command[0] if isinstance(command, list) else command,
+)
+def test_a_benchmark_script_runs(command: list) -> None:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / command[0]), *command[1:]],
+        capture_output=True, text=True, env=env, timeout=50,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() and "Traceback" not in done.stderr
+
+
 @pytest.mark.slow  # 12 s: a gunicorn per variant
 @pytest.mark.timeout(120)
 def test_sse_scale_runs_against_a_real_gunicorn() -> None:
