@@ -624,6 +624,8 @@ class RunningEstimate:
         if not self.exact:
             return -1
         if piece:
+            # (estimate_tokens' fast-path test, written out there too: a call costs
+            # more than the test on its hot path)
             if not (
                 piece.isascii()
                 and "\n" not in piece
@@ -640,14 +642,11 @@ class RunningEstimate:
             last = self._last = piece[-1]
             # the last word is whole when the piece ends in whitespace (a space, or the
             # other ASCII whitespace the fast path lets through: \x0b, \x0c, \x1c-\x1f)
-            carry = self._carry = "" if last.isspace() or not words else words.pop()
+            self._carry = "" if last.isspace() or not words else words.pop()
             if words:
                 if self._head is None:
                     self._head = _HEADS[words[0]] if self._first != " " else 0.0
                 self._sum += sum(map(_WORDS.__getitem__, words))
-                if not carry:  # the usual case, whole words: count() in line
-                    n = int(self._sum + self._head + (1.0 if last == " " else 0.0) + 0.5)
-                    return n if n > 0 else 1
         return self.count()
 
     def count(self) -> int:
