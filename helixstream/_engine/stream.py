@@ -637,86 +637,19 @@ class _Core:
                             # _HANDLED when it is done with what it took.
                             inline = self.pipe is None
                             # A batch of the pump's, or a source in memory, is read with
-                            # a ``for`` loop (no read blocks); the body of this loop is
-                            # the ``while`` loop's below, for speed.
+                            # a ``for`` loop; a source that may block, through
+                            # _read_inline (each read marked for a stop to interrupt).
                             feed = (
                                 batch
                                 if not inline
                                 else source
                                 if source.__class__ in _IN_MEMORY
-                                else None
+                                else _read_inline(self, source)
                             )
-                            if feed is not None:
-                                chunks = len(sink) if sink is not None else 0
-                                for raw in feed:
-                                    if self.stopping or user is not None and stopped():
-                                        raise Stopped
-                                    if raw.__class__ is not str or len(raw) > limit:
-                                        break
-                                    index += 1
-                                    if not raw:
-                                        continue
-                                    try:
-                                        out = head(raw)  # type: ignore[misc]
-                                    except BaseException as exc:
-                                        raise fault(0, exc)  # noqa: B904 - the same, or a PipelineError
-                                    if not out:
-                                        continue
-                                    if len(out) != 1:
-                                        stack.append((iter(out), 1))
-                                        raw = _HANDLED
-                                        break
-                                    item = out[0]
-                                    if watched is not None:
-                                        try:
-                                            watch_append(item)
-                                            if watch_clock() >= watched.due:
-                                                watched.on_due()
-                                        except BaseException as exc:
-                                            raise fault(1, exc)  # noqa: B904 - the same, or a PipelineError
-                                    if sink is not None:  # the aggregate's chunk_of, in line
-                                        sink.append(item)
-                                        yield item if texts else StreamChunk(item, chunks)
-                                        chunks += 1
-                                    else:
-                                        try:
-                                            item = tail(item)  # type: ignore[misc]
-                                        except BaseException as exc:
-                                            raise fault(tail_at, exc)  # noqa: B904 - the same, or a PipelineError
-                                        if sink_of is not None:
-                                            sink = sink_of()
-                                            if sink is not None:
-                                                chunks = len(sink)
-                                        yield item
-                                else:
-                                    if inline:  # the source is over
-                                        if stopped():
-                                            raise Stopped  # stopped while it ended
-                                        at_end = True
-                                        raw = _HANDLED
-                                    else:
-                                        raw = _NOTHING  # the general way waits for more
-                            while feed is None:
+                            chunks = len(sink) if sink is not None else 0
+                            for raw in feed:
                                 if self.stopping or user is not None and stopped():
                                     raise Stopped
-                                if wait_ready is not None and self.deadline is not None:
-                                    raw = _NOTHING  # next_within: the general way waits
-                                    break
-                                self.in_source = True
-                                try:
-                                    raw = next(source)
-                                except StopIteration:
-                                    if stopped():
-                                        raise Stopped from None  # stopped while it ended
-                                    at_end = True
-                                    raw = _HANDLED
-                                    break
-                                except GeneratorExit as exc:
-                                    raise unexpected(exc, "the source") from exc
-                                finally:
-                                    self.in_source = False
-                                if self.stopping or user is not None and stopped():
-                                    raise Stopped  # it arrived after the stop
                                 if raw.__class__ is not str or len(raw) > limit:
                                     break
                                 index += 1
@@ -742,7 +675,8 @@ class _Core:
                                         raise fault(1, exc)  # noqa: B904 - the same, or a PipelineError
                                 if sink is not None:  # the aggregate's chunk_of, in line
                                     sink.append(item)
-                                    yield item if texts else StreamChunk(item, len(sink) - 1)
+                                    yield item if texts else StreamChunk(item, chunks)
+                                    chunks += 1
                                 else:
                                     try:
                                         item = tail(item)  # type: ignore[misc]
@@ -750,10 +684,17 @@ class _Core:
                                         raise fault(tail_at, exc)  # noqa: B904 - the same, or a PipelineError
                                     if sink_of is not None:
                                         sink = sink_of()
+                                        if sink is not None:
+                                            chunks = len(sink)
                                     yield item
-                                if self.pipe is not None:
-                                    raw = _HANDLED  # next_within started a pump
-                                    break
+                            else:
+                                if inline:  # the source is over
+                                    if stopped():
+                                        raise Stopped  # stopped while it ended
+                                    at_end = True
+                                    raw = _HANDLED
+                                else:
+                                    raw = _NOTHING  # the general way waits for more
                             if raw is _HANDLED:
                                 continue
                         elif self.stopping or user is not None and stopped():
@@ -1105,6 +1046,33 @@ class ChunkStream:
 
 
 ChunkStream.__module__ = "helixstream"
+
+
+def _read_inline(core: _Core, source: Iterator[Any]) -> Iterator[Any]:
+    """The hot loop's items of a source read in the reader's thread, whose reads may
+    block: each read is marked ``in_source`` (a stop closes what can be closed), none
+    starts once a stop was asked for, and a source raising GeneratorExit is an error.
+    It ends with the source; it yields _NOTHING, then ends, once the source is no longer
+    the hot loop's to read: ``next_within`` started a pump, or waits for the next item
+    (the general way does that)."""
+    user = core.user_stop
+    waits = core.wait_ready is not None
+    while True:
+        if core.pipe is not None or waits and core.deadline is not None:
+            yield _NOTHING
+            return
+        if core.stopping or user is not None and core.stopped():
+            raise Stopped
+        core.in_source = True
+        try:
+            raw = next(source)
+        except StopIteration:
+            return
+        except GeneratorExit as exc:
+            raise unexpected(exc, "the source") from exc
+        finally:
+            core.in_source = False
+        yield raw
 
 
 def _text_path(stage: Any) -> Tuple[Optional[Callable[[str], List[Any]]], int]:
