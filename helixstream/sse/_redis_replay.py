@@ -603,37 +603,31 @@ class RedisReplay(Registry):
         except redis_errors():
             return False
 
-    def close(self) -> None:
-        """Shut down (a server's shutdown hook): the streams this process generates end
-        (their sources are closed; followers elsewhere get ``producer_lost``), its
-        readers get a ``shutdown`` event without an id, its threads end. Safe to call
-        more than once. :meth:`close_on` a signal works as with :class:`SSEReplay`."""
-        if not self._begin_close():
-            return  # closed already (another thread's close has finished)
+    def _shut_down(self) -> None:
+        """The streams this process generates end (their sources are closed; followers
+        elsewhere get ``producer_lost``), its readers get a ``shutdown`` event, its
+        threads end."""
+        with self._lock:
+            self._closed = True
+            owned = list(self._owned.values())
+            followers = list(self._followers)
+        for follower in followers:
+            follower.shutdown = True
+        for entry in owned:
+            self._stop(entry, shutdown=True)
+        self._stopping.set()
+        self._wake.set()
+        for thread in self._threads:
+            thread.join(5.0)
+        self._flush_writes()  # the end markers (if the driver had ended already)
         try:
-            with self._lock:
-                self._closed = True
-                owned = list(self._owned.values())
-                followers = list(self._followers)
-            for follower in followers:
-                follower.shutdown = True
-            for entry in owned:
-                self._stop(entry, shutdown=True)
-            self._stopping.set()
-            self._wake.set()
-            for thread in self._threads:
-                thread.join(5.0)
-            self._flush_writes()  # the end markers (if the driver had ended already)
-            try:
-                self._store.forget_process(self.proc)
-            except redis_errors():
-                pass
-            while self._writers:
-                self._store.release(self._writers.pop())
-            if self._owns_client:
-                self._store.client.close()
-        finally:
-            self._close_done.set()
+            self._store.forget_process(self.proc)
+        except redis_errors():
+            pass
+        while self._writers:
+            self._store.release(self._writers.pop())
+        if self._owns_client:
+            self._store.client.close()
 
     def __repr__(self) -> str:
         return f"RedisReplay(prefix={self._store.prefix!r}, proc={self.proc!r})"

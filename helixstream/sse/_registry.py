@@ -195,11 +195,24 @@ class Registry(abc.ABC):
     def cancel(self, stream_id: str, *, owner: Any = ANY_OWNER) -> bool:
         """Stop a running stream and close its source; True if one was stopped."""
 
-    @abc.abstractmethod
     def close(self) -> None:
-        """Shut down: running streams end, their readers send a ``shutdown`` notice.
-        Implementations return at once unless :meth:`_begin_close` is True, and set
-        ``_close_done`` when they are done."""
+        """Shut the registry down (a server's shutdown hook, or :meth:`close_on` a
+        signal): every running stream ends, its readers get an ``error`` event
+        ``shutdown`` without an id (a browser resumes elsewhere with the id of the last
+        event it got), and every source is closed.
+
+        Safe to call more than once, from any thread. A call made while another is
+        under way returns once that one has finished (see :meth:`_begin_close`)."""
+        if not self._begin_close():
+            return
+        try:
+            self._shut_down()
+        finally:
+            self._close_done.set()
+
+    @abc.abstractmethod
+    def _shut_down(self) -> None:
+        """What :meth:`close` does, once."""
 
     def close_on(self, event: threading.Event) -> None:
         """Close this registry when ``event`` is set: by any thread, any way, or by a
@@ -224,8 +237,8 @@ class Registry(abc.ABC):
         threading.Thread(target=self.close, name="helixstream-sse-shutdown", daemon=True).start()
 
     def _begin_close(self) -> bool:
-        """``close`` starts with this: True for the first call, which shuts the registry
-        down. Any other call waits until that one has finished (every source closed),
+        """:meth:`close` starts with this: True for the first call, which shuts the
+        registry down. Any other call waits until that one has finished (every source closed),
         then gets False: gunicorn's ``worker_exit`` must not let the process exit while
         the close started by a signal is still closing sources.
 

@@ -64,6 +64,7 @@ _COMPACT_AT = 64
 #: stream itself when it sees the cancel); the same as RedisReplay's.
 _STOP_WAIT = 1.0
 
+
 class EventLog:
     """The events of one stream, bounded, for replay after a reconnect.
 
@@ -654,30 +655,19 @@ class SSEReplay(Registry):
         self._stop(entry)
         return entry.feed.outcome == "cancelled"  # not if it ended by itself meanwhile
 
-    def close(self) -> None:
-        """Shut the registry down: every running stream gets an ``error`` event
-        ``shutdown`` (without an id, so a browser reconnects with the id of the last
-        event it got) and ends; every source is closed; all logs are forgotten.
-
-        For a server's shutdown hook (or :meth:`close_on` a signal). Safe to call more
-        than once, from any thread.
-        """
-        if not self._begin_close():
-            return  # closed already (another thread's close has finished)
-        try:
-            with self._lock:
-                self._closed = True
-                entries = [e for e in self._entries.values() if not (e.stopping or e.feed.ended)]
-                for entry in self._entries.values():
-                    entry.stopping = True
-                    entry.counted = -1
-                self._entries.clear()
-                self._used = 0
-            self._timers.cancel_all()
-            for entry in entries:
-                self._stop(entry, shutdown=True)
-        finally:
-            self._close_done.set()
+    def _shut_down(self) -> None:
+        """Every running stream is stopped (its source closed), all logs are forgotten."""
+        with self._lock:
+            self._closed = True
+            entries = [e for e in self._entries.values() if not (e.stopping or e.feed.ended)]
+            for entry in self._entries.values():
+                entry.stopping = True
+                entry.counted = -1
+            self._entries.clear()
+            self._used = 0
+        self._timers.cancel_all()
+        for entry in entries:
+            self._stop(entry, shutdown=True)
 
     @property
     def size_bytes(self) -> int:
