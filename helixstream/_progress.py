@@ -284,15 +284,15 @@ class ProgressTracker:
             self._error = failure
             whole = self._counted + self._uncounted
             try:
-                text = "".join(whole)
                 running = self._running
                 n = running.add("".join(self._uncounted)) if running is not None else -1
                 if n >= 0:  # the whole text's count, made as it came
                     self._running_count = n
                     counter = self._count
                     if isinstance(counter, RememberLast):
-                        counter.remember(text, n)  # the aggregate's count: free
+                        counter.remember("".join(whole), n)  # the aggregate's count: free
                 else:
+                    text = "".join(whole)
                     n = self._count(text) if text else 0
                 self._tokens = self._reported + n
                 self._counted = whole
