@@ -50,8 +50,11 @@ def test_a_benchmark_script_runs(command: list) -> None:
         [sys.executable, str(ROOT / "benchmarks" / command[0]), *command[1:]],
         capture_output=True, text=True, env=env, timeout=50,
     )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() and "Traceback" not in done.stderr
+    # rate.py exits 1 when its rate target (a timing) is missed: not this test's
+    # business, which is that the script runs to its end
+    assert done.returncode in ((0, 1) if command[0] == "rate.py" else (0,)), done.stderr[-2000:]
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.stdout.strip()
 
 
 @pytest.mark.slow  # 12 s: a gunicorn per variant
