@@ -58,6 +58,14 @@ class Gunicorn:
     def marked(self, what: str) -> List[str]:
         return sorted(p.name for p in self.marks.iterdir() if p.name.startswith(what + "-"))
 
+    def wait_marked(self, what: str, count: int, timeout: float = 10.0) -> List[str]:
+        """The marks ``what`` once there are ``count`` (polling what a worker process
+        writes), or those there are at ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while len(self.marked(what)) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.marked(what)
+
 
 @pytest.fixture
 def gunicorn(server: RedisServer, tmp_path: Path) -> Iterator[Gunicorn]:
@@ -168,10 +176,16 @@ def test_a_cancel_sent_to_the_other_worker_closes_the_source(gunicorn: Gunicorn)
     assert answer.read() == b"true"
     rest = list(events)
     assert json.loads(rest[-1]["data"])["code"] == "cancelled"
-    closed = gunicorn.marked("closed")
+    # the source is closed by the owner's stream, which waits for it at most its
+    # close_timeout: the mark may come a moment after the event
+    closed = gunicorn.wait_marked("closed", 1)
     assert len(closed) == 1
     took = float((gunicorn.marks / closed[0]).read_text()) - sent
-    assert took < 0.5, took  # from the request to the source closed in the owner
+    # from the request to the source closed in the owner: at once, not after the 10 s
+    # of grace (measured 6-7 ms on a quiet machine; later than the event beside two
+    # CPU hogs)
+    print(f"the source was closed {took * 1000:.0f} ms after the cancel was sent")
+    assert took < 5.0, took
     conn.close()
     other.close()
 
