@@ -520,3 +520,108 @@ def test_asking_for_texts_changes_nothing_without_an_aggregate_last() -> None:
     give_texts(output)
     assert output._core.texts is False  # noqa: SLF001
     output.close()
+
+
+# A piece that completes several units: the hot loop hands them over one by one, each
+# but the last from a small loop of its own (not by the stack: that cost a
+# StopIteration a piece). Sources of several kinds reach that loop: a list read inline,
+# a generator read inline, and the pump's batches.
+_SEVERAL = ["a b c ", "d ", "e f g h ", "i"]
+_SEVERAL_UNITS = ["a ", "b ", "c ", "d ", "e ", "f ", "g ", "h ", "i"]
+
+
+class _OpenAfter:
+    """Its pieces, then nothing until it is closed."""
+
+    def __init__(self, pieces: List[str]) -> None:
+        self._pieces = iter(pieces)
+        self._closed = threading.Event()
+
+    def __iter__(self) -> "_OpenAfter":
+        return self
+
+    def __next__(self) -> str:
+        for piece in self._pieces:
+            return piece
+        self._closed.wait(10)
+        raise StopIteration
+
+    def close(self) -> None:
+        self._closed.set()
+
+
+def _several_source(kind: str) -> Any:
+    return list(_SEVERAL) if kind != "generator" else (p for p in _SEVERAL)
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("kind", ["list", "generator", "prefetch"])
+@pytest.mark.parametrize("progress", [False, True])
+def test_the_units_of_a_piece_that_completes_several_come_in_order_and_all_recorded(
+    kind: str, progress: bool
+) -> None:
+    reports: List[Any] = []
+    streamer = hs.EnhancedStreamer(hs.StreamConfig(prefetch=kind == "prefetch", progress_interval=0))
+    if progress:
+        output, get_result = streamer.stream_enhanced(_several_source(kind), reports.append)
+    else:
+        output, get_result = streamer.stream_buffered(_several_source(kind), "word")
+    chunks = list(output)
+    assert [c.content for c in chunks] == _SEVERAL_UNITS
+    assert [c.index for c in chunks] == list(range(len(_SEVERAL_UNITS)))
+    result = get_result()
+    assert (result.chunks, result.chunk_count, result.cancelled) == (
+        _SEVERAL_UNITS, len(_SEVERAL_UNITS), False)
+    if progress:
+        assert reports[-1].done and reports[-1].chunks_received == len(_SEVERAL_UNITS)
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("kind", ["list", "generator", "prefetch"])
+@pytest.mark.parametrize("progress", [False, True])
+def test_a_stop_between_two_units_of_one_piece_delivers_no_more(kind: str, progress: bool) -> None:
+    # the first piece completes three units; the reader stops after the second (its
+    # first chunk numbered 0 goes the general way, the rest through the hot loop)
+    stop = threading.Event()
+    reports: List[Any] = []
+    streamer = hs.EnhancedStreamer(hs.StreamConfig(prefetch=kind == "prefetch"))
+    pieces = ["x "] + _SEVERAL
+    # a source that is still open when the stop comes (a stop after the source ended
+    # lets the stream finish: a pump reading a list would have ended it)
+    source = pieces if kind == "list" else _OpenAfter(pieces)
+    if progress:
+        output, get_result = streamer.stream_enhanced(source, reports.append, stop=stop)
+    else:
+        output, get_result = streamer.stream_buffered(source, "word", stop=stop)
+    got = []
+    for chunk in output:
+        got.append(chunk.content)
+        if chunk.content == "b ":
+            threading.Event.set(stop)  # a way of setting it that the stream is not told of
+    assert got == ["x ", "a ", "b "]
+    result = get_result()
+    assert (result.chunks, result.cancelled) == (["x ", "a ", "b "], True)
+    if progress:
+        assert reports[-1].cancelled and reports[-1].chunks_received == 3
+
+
+@pytest.mark.timeout(10)
+def test_a_progress_callback_failing_on_the_second_unit_of_a_piece_fails_the_stream() -> None:
+    calls: List[Any] = []
+
+    def callback(report: Any) -> None:
+        calls.append(report)
+        if len(calls) == 3 and not report.done:
+            raise RuntimeError("callback broke")
+
+    streamer = hs.EnhancedStreamer(hs.StreamConfig(progress_interval=0))
+    output, get_result = streamer.stream_enhanced(["x "] + _SEVERAL, callback)
+    got = []
+    with pytest.raises(RuntimeError, match="callback broke"):
+        for chunk in output:
+            got.append(chunk.content)
+    # the unit whose report failed is not delivered; those before it are
+    assert got == ["x ", "a "]
+    result = get_result()
+    assert result.chunks == ["x ", "a "]
+    assert str(result.error) == "callback broke"

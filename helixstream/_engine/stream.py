@@ -592,6 +592,14 @@ class _Core:
                 if watch is not None:
                     watched = stages[1]
                     watch_append, watch_clock = watch()
+
+                    def watch_one(item: str) -> None:
+                        try:
+                            watch_append(item)
+                            if watch_clock() >= watched.due:
+                                watched.on_due()
+                        except BaseException as exc:
+                            raise fault(1, exc)  # noqa: B904 - the same, or a PipelineError
             # the hot loop's shapes: text into the buffer, then the aggregate's chunk,
             # with at most a watcher between them, and no timers
             fast = ticks is None and (pair or watched is not None)
@@ -661,11 +669,26 @@ class _Core:
                                     raise fault(0, exc)  # noqa: B904 - the same, or a PipelineError
                                 if not out:
                                     continue
-                                if len(out) != 1:
+                                if len(out) == 1:
+                                    item = out[0]
+                                elif sink is None:  # before the first chunk: the general way
                                     stack.append((iter(out), 1))
                                     raw = _HANDLED
                                     break
-                                item = out[0]
+                                else:
+                                    # a piece that completed several units: each but the
+                                    # last is handed over here, a stop checked after
+                                    # each; the last goes on below (leaving the loop for
+                                    # the stack would cost a StopIteration a piece)
+                                    for item in out[:-1]:
+                                        if watched is not None:
+                                            watch_one(item)
+                                        sink.append(item)
+                                        yield item if texts else StreamChunk(item, chunks)
+                                        chunks += 1
+                                        if self.stopping or user is not None and stopped():
+                                            raise Stopped
+                                    item = out[-1]
                                 if watched is not None:
                                     try:
                                         watch_append(item)
