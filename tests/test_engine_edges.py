@@ -625,3 +625,36 @@ def test_a_progress_callback_failing_on_the_second_unit_of_a_piece_fails_the_str
     result = get_result()
     assert result.chunks == ["x ", "a "]
     assert str(result.error) == "callback broke"
+
+
+# The hot loop does not count the items it takes one by one: it works the count out
+# when it leaves (a list's iterator says how many are left; a read source counts its
+# reads). The decoder's messages name the item, so the count must be exact whatever
+# the hot loop did before: empty pieces, pieces completing several units, a chunk.
+_BEFORE_BAD = ["a ", "", "b c d ", "e", "", " f g ", hs.StreamChunk("h "), "i j ", ""]
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("kind", ["list", "tuple", "generator", "prefetch", "prefetch-generator"])
+@pytest.mark.parametrize("at", [0, 1, 3, len(_BEFORE_BAD)])
+def test_an_item_of_the_wrong_type_is_named_by_its_place_after_the_hot_loop(kind: str, at: int) -> None:
+    items: List[Any] = _BEFORE_BAD[:at] + [42, "never "]
+    source: Any = {
+        "list": items, "tuple": tuple(items), "generator": (i for i in items),
+        "prefetch": items, "prefetch-generator": (i for i in items),
+    }[kind]
+    config = hs.StreamConfig(prefetch=kind.startswith("prefetch"), queue_size=2)
+    output, _ = hs.EnhancedStreamer(config).stream_buffered(source, "word")
+    with pytest.raises(TypeError, match=f"item {at} is int"):
+        list(output)
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("kind", ["list", "generator", "prefetch"])
+def test_text_between_the_halves_of_a_character_is_named_by_its_place(kind: str) -> None:
+    items: List[Any] = _BEFORE_BAD + [b"caf\xc3", "X", b"\xa9"]
+    source: Any = (i for i in items) if kind == "generator" else items
+    config = hs.StreamConfig(prefetch=kind == "prefetch", queue_size=3)
+    output, _ = hs.EnhancedStreamer(config).stream_buffered(source, "word")
+    with pytest.raises(hs.StreamDecodeError, match=f"stream item {len(_BEFORE_BAD) + 1} is text"):
+        list(output)

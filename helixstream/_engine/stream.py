@@ -30,6 +30,7 @@ import queue
 import threading
 import time
 import weakref
+from operator import length_hint
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from .._chunk import Decoder, StreamChunk
@@ -647,20 +648,24 @@ class _Core:
                             # A batch of the pump's, or a source in memory, is read with
                             # a ``for`` loop; a source that may block, through
                             # _read_inline (each read marked for a stop to interrupt).
-                            feed = (
-                                batch
-                                if not inline
-                                else source
-                                if source.__class__ in _IN_MEMORY
-                                else _read_inline(self, source)
-                            )
+                            # The items it takes are counted once it leaves (for the
+                            # decoder's messages): a list's iterator knows how many are
+                            # left; _read_inline counts its reads.
+                            reads: Optional[List[int]] = None
+                            if not inline:
+                                feed = batch
+                            elif source.__class__ in _IN_MEMORY:
+                                feed = source
+                            else:
+                                reads = [0]
+                                feed = _read_inline(self, source, reads)
+                            unread = length_hint(feed) if reads is None else 0
                             chunks = len(sink) if sink is not None else 0
                             for raw in feed:
                                 if self.stopping or user is not None and stopped():
                                     raise Stopped
                                 if raw.__class__ is not str or len(raw) > limit:
                                     break
-                                index += 1
                                 if not raw:
                                     continue
                                 try:
@@ -718,6 +723,9 @@ class _Core:
                                     raw = _HANDLED
                                 else:
                                     raw = _NOTHING  # the general way waits for more
+                            index += (unread - length_hint(feed)) if reads is None else reads[0]
+                            if raw is not _HANDLED and raw is not _NOTHING:
+                                index -= 1  # taken, but left for the general way, which counts it
                             if raw is _HANDLED:
                                 continue
                         elif self.stopping or user is not None and stopped():
@@ -1071,13 +1079,13 @@ class ChunkStream:
 ChunkStream.__module__ = "helixstream"
 
 
-def _read_inline(core: _Core, source: Iterator[Any]) -> Iterator[Any]:
+def _read_inline(core: _Core, source: Iterator[Any], reads: List[int]) -> Iterator[Any]:
     """The hot loop's items of a source read in the reader's thread, whose reads may
     block: each read is marked ``in_source`` (a stop closes what can be closed), none
     starts once a stop was asked for, and a source raising GeneratorExit is an error.
     It ends with the source; it yields _NOTHING, then ends, once the source is no longer
     the hot loop's to read: ``next_within`` started a pump, or waits for the next item
-    (the general way does that)."""
+    (the general way does that). ``reads[0]`` counts the items it read."""
     user = core.user_stop
     waits = core.wait_ready is not None
     while True:
@@ -1095,6 +1103,7 @@ def _read_inline(core: _Core, source: Iterator[Any]) -> Iterator[Any]:
             raise unexpected(exc, "the source") from exc
         finally:
             core.in_source = False
+        reads[0] += 1
         yield raw
 
 
