@@ -658,3 +658,18 @@ def test_text_between_the_halves_of_a_character_is_named_by_its_place(kind: str)
     output, _ = hs.EnhancedStreamer(config).stream_buffered(source, "word")
     with pytest.raises(hs.StreamDecodeError, match=f"stream item {len(_BEFORE_BAD) + 1} is text"):
         list(output)
+
+
+@pytest.mark.timeout(10)
+def test_a_list_that_grows_while_it_is_read_still_names_the_bad_item_by_its_place() -> None:
+    # found in review: counting the taken items by what a list iterator has left was
+    # wrong once the reader appended to the list
+    items: List[Any] = ["a ", "b "]
+    output, _ = hs.EnhancedStreamer().stream_buffered(items, "word")
+    got = []
+    with pytest.raises(TypeError, match="stream item 5 is int"):
+        for chunk in output:
+            got.append(chunk.content)
+            if chunk.content == "a ":
+                items.extend(["c d ", "", "e ", 42])  # items 2, 3, 4, then 5
+    assert got == ["a ", "b ", "c ", "d ", "e "]

@@ -649,17 +649,19 @@ class _Core:
                             # a ``for`` loop; a source that may block, through
                             # _read_inline (each read marked for a stop to interrupt).
                             # The items it takes are counted once it leaves (for the
-                            # decoder's messages): a list's iterator knows how many are
-                            # left; _read_inline counts its reads.
+                            # decoder's messages): by the position of a source in memory
+                            # (a list may grow meanwhile), by how many of the pump's
+                            # batch are left, or by _read_inline's count of its reads.
                             reads: Optional[List[int]] = None
                             if not inline:
                                 feed = batch
+                                unread = length_hint(feed)
                             elif source.__class__ in _IN_MEMORY:
                                 feed = source
+                                unread = -_position(feed)
                             else:
                                 reads = [0]
                                 feed = _read_inline(self, source, reads)
-                            unread = length_hint(feed) if reads is None else 0
                             chunks = len(sink) if sink is not None else 0
                             for raw in feed:
                                 if self.stopping or user is not None and stopped():
@@ -723,7 +725,13 @@ class _Core:
                                     raw = _HANDLED
                                 else:
                                     raw = _NOTHING  # the general way waits for more
-                            index += (unread - length_hint(feed)) if reads is None else reads[0]
+                            if reads is not None:
+                                index += reads[0]
+                            elif inline:
+                                if not at_end:  # (once it is over, nothing is counted)
+                                    index += _position(feed) + unread
+                            else:
+                                index += unread - length_hint(feed)
                             if raw is not _HANDLED and raw is not _NOTHING:
                                 index -= 1  # taken, but left for the general way, which counts it
                             if raw is _HANDLED:
@@ -1105,6 +1113,13 @@ def _read_inline(core: _Core, source: Iterator[Any], reads: List[int]) -> Iterat
             core.in_source = False
         reads[0] += 1
         yield raw
+
+
+def _position(iterator: Any) -> int:
+    """How many items the iterator of a list, tuple or str has given (0 once it is
+    exhausted: it no longer knows). Not ``length_hint``: a list may grow meanwhile."""
+    state = iterator.__reduce__()
+    return state[2] if len(state) > 2 else 0
 
 
 def _text_path(stage: Any) -> Tuple[Optional[Callable[[str], List[Any]]], int]:
