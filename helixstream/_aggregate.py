@@ -54,6 +54,11 @@ class AggregateStage:
     ``str`` items become :class:`StreamChunk` objects; every chunk leaves numbered by its
     place in the stream, from 0 (a chunk from the source that carries another index is
     copied, not changed). :meth:`result` may be called from any thread at any time.
+
+    With ``keep_chunks=False`` (an internal reader that needs only the text and the
+    totals: the SSE feed), the reader may join the texts now and then (:meth:`fold`),
+    so a stream keeps about a byte per character rather than a string object per chunk
+    (~50 bytes more); the result's ``chunks`` is then empty.
     """
 
     name = "aggregate"
@@ -63,7 +68,7 @@ class AggregateStage:
     __slots__ = (
         "_count", "_clock", "_lock", "_contents", "_reported", "_counted_at", "_usage",
         "_usage_key", "_start", "_first", "_end", "_cancelled", "_error", "_cache",
-        "__weakref__",
+        "_fold", "_folded", "_done", "__weakref__",
     )
 
     def __init__(
@@ -71,6 +76,7 @@ class AggregateStage:
         counter: Optional[TokenCounter] = None,
         clock: Callable[[], float] = time.monotonic,
         usage_key: str = "usage",
+        keep_chunks: bool = True,
     ) -> None:
         self._count = counter or estimate_tokens
         self._clock = clock
@@ -88,6 +94,9 @@ class AggregateStage:
         self._cancelled = False
         self._error: Optional[BaseException] = None
         self._cache: Optional[Tuple[int, int]] = None  # (chunks counted, tokens)
+        self._fold = not keep_chunks
+        self._folded: List[str] = []  # keep_chunks=False: older texts, joined
+        self._done = 0  # ... and how many chunks they were
 
     def __call__(self, item: Any) -> List[Any]:
         # One thread at a time calls this. Text without a reported count (the common
@@ -95,7 +104,7 @@ class AggregateStage:
         # recorded with its text under the lock, its index before its text: result()
         # copies ``_contents`` first, so every reported index below that length is there.
         contents = self._contents
-        n = len(contents)
+        n = self._done + len(contents)
         if self._first is None:
             self._first = self._clock()
         if item.__class__ is str:
@@ -124,7 +133,7 @@ class AggregateStage:
         contents = self._contents
         if self._first is None:
             self._first = self._clock()
-        chunk = StreamChunk(text, len(contents))
+        chunk = StreamChunk(text, self._done + len(contents))
         contents.append(text)
         return chunk
 
@@ -140,8 +149,28 @@ class AggregateStage:
     def text_sink(self) -> Optional[List[str]]:
         """For the engine's hot loop: once the first chunk is recorded, the list of
         texts itself (None before). Appending ``text`` to it and making
-        ``StreamChunk(text, its length before)`` is then what :meth:`chunk_of` does."""
+        ``StreamChunk(text, its length before)`` is then what :meth:`chunk_of` does
+        (for a reader that takes texts: see :meth:`fold`)."""
         return None if self._first is None else self._contents
+
+    def fold(self) -> None:
+        """With ``keep_chunks=False``: join the texts recorded so far into one string.
+
+        For a reader that takes each text chunk as its ``str`` (``give_texts``: chunks
+        are not numbered by the list's length then), called now and then by it. Not
+        once a count was reported (``_tokens`` must leave that chunk's text out): the
+        texts are then kept one by one, as by default."""
+        if not self._fold:
+            return
+        with self._lock:
+            if self._counted_at:
+                self._fold = False
+                return
+            contents = self._contents
+            if contents:
+                self._folded.append("".join(contents))
+                self._done += len(contents)
+                contents.clear()  # in place: the engine appends to this very list
 
     def _note_usage(self, usage: Any) -> None:
         total = usage.get("completion_tokens") if isinstance(usage, dict) else usage
@@ -179,14 +208,17 @@ class AggregateStage:
         # called with the lock held
         if self._usage is not None:
             return self._usage
-        n = len(contents)
+        done = self._done
+        n = done + len(contents)
         if self._cache is not None and self._cache[0] == n:
             return self._cache[1]
-        if counted_at:
+        if counted_at:  # (nothing folded after the first of them: see _fold_texts)
             skip = set(counted_at)
-            text = "".join(c for i, c in enumerate(contents) if i not in skip)
+            text = "".join(c for i, c in enumerate(contents, done) if i not in skip)
         else:
             text = "".join(contents)
+        if self._folded:
+            text = "".join(self._folded) + text
         total = reported + (self._count(text) if text else 0)
         self._cache = (n, total)
         return total
@@ -201,10 +233,12 @@ class AggregateStage:
             counted_at = list(self._counted_at)
             tokens = self._tokens(contents, counted_at, reported)
             full = "".join(contents)
+            if self._folded:
+                full = "".join(self._folded) + full
             return AggregatedStream(
                 full_content=full,
-                chunks=contents,
-                chunk_count=len(contents),
+                chunks=[] if self._done else contents,
+                chunk_count=self._done + len(contents),
                 total_tokens=tokens,
                 character_count=len(full),
                 duration=duration,
@@ -213,6 +247,16 @@ class AggregateStage:
                 cancelled=self._cancelled,
                 error=self._error,
             )
+
+
+def folder_of(stream: ChunkStream) -> Optional[Callable[[], None]]:
+    """The :meth:`AggregateStage.fold` of ``stream``'s aggregate if it was made with
+    ``keep_chunks=False``, else None."""
+    stages = stream._core.stages  # noqa: SLF001 - same package
+    stage = stages[-1] if stages else None
+    if isinstance(stage, AggregateStage) and stage._fold:  # noqa: SLF001
+        return stage.fold
+    return None
 
 
 def _result_of(stream: ChunkStream, stage: AggregateStage) -> Callable[[], AggregatedStream]:
@@ -243,10 +287,12 @@ def aggregate(
     close_timeout: float = 1.0,
     prefetch: bool = False,
     telemetry: Any = None,
+    keep_chunks: bool = True,
 ) -> Tuple[ChunkStream, Callable[[], AggregatedStream]]:
     """Run ``source`` through ``stages`` and an aggregation stage (and, given
-    ``telemetry``, an object with ``stage(aggregate)``, its stage after that one)."""
-    stage = AggregateStage(counter, clock)
+    ``telemetry``, an object with ``stage(aggregate)``, its stage after that one).
+    ``keep_chunks=False``: see :class:`AggregateStage`."""
+    stage = AggregateStage(counter, clock, keep_chunks=keep_chunks)
     extra = [] if telemetry is None else [telemetry.stage(stage)]
     stream = run_stages(
         source,

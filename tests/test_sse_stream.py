@@ -865,3 +865,102 @@ def test_the_log_record_of_a_failed_event_stream_carries_its_stream_id(caplog) -
     (record,) = [r for r in caplog.records if r.name == "helixstream.sse"]
     assert body.stream is not None and record.stream_id == body.stream.id
     assert f"stream {body.stream.id}" in record.getMessage()
+
+
+# --- the feed's aggregate keeps the text joined, not a string per chunk ------------------
+_WORDS = [f"w{i % 97} " for i in range(300)]
+
+
+def _usage_tokens(body: SSEBody) -> int:
+    for event in events_of(body):
+        if event.data.startswith("{") and '"usage"' in event.data:
+            usage = json.loads(event.data)["usage"]
+            if usage:
+                return int(usage["completion_tokens"])
+    raise AssertionError("no usage event")
+
+
+def _own(words: List[Any]) -> List[Any]:
+    """Each word a str of its own, as a real model's client makes them."""
+    return ["".join(list(w)) if isinstance(w, str) else w for w in words]
+
+
+@pytest.mark.timeout(20)
+def test_a_long_stream_keeps_its_texts_joined_and_counts_the_same_tokens() -> None:
+    body = sse_stream(_own(_WORDS), format="openai")
+    stage = body._reader.stream._core.stages[-1]  # noqa: SLF001
+    assert _usage_tokens(body) == estimate_tokens("".join(_WORDS))
+    # what the aggregate held at the end: a few texts one by one, the rest joined
+    assert len(stage._contents) < 64 and len(stage._folded) == 300 // 64  # noqa: SLF001
+    assert stage.result().full_content == "".join(_WORDS)
+    assert stage.result().chunk_count == 300
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("at", [3, 200])
+def test_a_reported_count_before_or_after_the_joining_keeps_the_total_exact(at: int) -> None:
+    items: List[Any] = list(_WORDS)
+    items.insert(at, StreamChunk("counted ", tokens=50))
+    body = sse_stream(_own(items), format="openai")
+    stage = body._reader.stream._core.stages[-1]  # noqa: SLF001
+    assert _usage_tokens(body) == 50 + estimate_tokens("".join(_WORDS))
+    result = stage.result()
+    assert result.full_content == "".join(_WORDS[:at]) + "counted " + "".join(_WORDS[at:])
+    assert result.chunk_count == 301
+
+
+@pytest.mark.timeout(20)
+def test_a_stream_the_caller_made_keeps_every_chunk() -> None:
+    # sse_stream(output) with the caller's own stream: its get_result() is the caller's
+    stream, get_result = ChunkAggregator().aggregate_chunks(_own(_WORDS))
+    read_all(sse_stream(stream))
+    assert get_result().chunks == _WORDS
+
+
+@pytest.mark.timeout(30)
+def test_a_result_taken_while_the_texts_are_joined_is_always_a_whole_prefix() -> None:
+    from helixstream._aggregate import aggregate, folder_of
+
+    words = [f"x{i} " for i in range(3000)]
+    stream, get_result = aggregate(words, [], stop=None, name="t", keep_chunks=False)
+    from helixstream._engine import give_texts
+
+    give_texts(stream)
+    fold = folder_of(stream)
+    assert fold is not None
+    seen: List[Any] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            seen.append(get_result())
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        for n, _text in enumerate(stream, 1):
+            if n % 7 == 0:
+                fold()
+    finally:
+        done.set()
+        watcher.join(10)
+    assert not watcher.is_alive()
+    seen.append(get_result())
+    assert len(seen) > 10
+    for result in seen:
+        # the chunks counted and the text are the same moment's
+        assert result.full_content == "".join(words[: result.chunk_count])
+        assert result.character_count == len(result.full_content)
+    assert seen[-1].chunk_count == 3000 and seen[-1].chunks == []
+    assert seen[-1].total_tokens == estimate_tokens("".join(words))
+
+
+def test_fold_changes_nothing_for_an_aggregate_that_keeps_its_chunks() -> None:
+    from helixstream._aggregate import folder_of
+
+    stream, get_result = ChunkAggregator().aggregate_chunks(["a ", "b "])
+    assert folder_of(stream) is None
+    stage = stream._core.stages[-1]  # noqa: SLF001
+    list(stream)
+    stage.fold()
+    assert get_result().chunks == ["a ", "b "]

@@ -10,7 +10,7 @@ import threading
 import weakref
 from typing import Any, Callable, Iterable, List, Mapping, Optional, Tuple, Union
 
-from .._aggregate import ChunkAggregator
+from .._aggregate import aggregate
 from .._engine import ChunkStream
 from .._errors import ConfigError
 from .._formats import EventFormat, make_format
@@ -308,7 +308,9 @@ def sse_stream(
         stream = source
     else:
         check_source(source, "the chunks")
-        stream = ChunkAggregator().aggregate_chunks(source, stop=stop)[0]
+        # only the text's totals are used (the final event's token count): the texts
+        # are joined as they come, not kept one by one
+        stream = aggregate(source, [], stop=stop, name="aggregate", keep_chunks=False)[0]
     feed = Feed(
         stream,
         progress=progress,

@@ -23,12 +23,16 @@ import threading
 import time
 from typing import Any, Callable, List, Optional, Protocol, Tuple
 
+from .._aggregate import folder_of
 from .._engine import ChunkStream, give_texts, set_lookahead
 from .._engine import stop as _stop
 from .._errors import ConfigError
 from .._formats import EventFormat, Events
 from .._tokens import estimate_tokens
 from ._encoding import check_event_name, encode_event, error_payload, new_error_id
+
+#: an SSE feed joins its stream's texts every _FOLD events (see AggregateStage.fold)
+_FOLD = 64
 
 #: A keep-alive comment: what a reader returns after ``keepalive`` seconds of silence.
 KEEPALIVE = b": keep-alive\n"
@@ -286,7 +290,7 @@ class Feed:
     __slots__ = (
         "fmt", "_begun", "stream", "progress", "estimated_tokens", "expose_errors", "sink",
         "prefix", "seq", "tokens", "ended", "outcome", "shutdown", "_cancelled",
-        "_recorded", "_count", "_names", "_plain", "_append", "_id_len",
+        "_recorded", "_count", "_names", "_plain", "_append", "_id_len", "_fold",
     )
 
     def __init__(
@@ -324,6 +328,9 @@ class Feed:
         self._append: Optional[Callable[..., None]] = None
         self._id_len = 0  # see bind()
         give_texts(stream)  # a text chunk comes as its str: no StreamChunk per event
+        # the stream's aggregate, if it keeps only the text (one sse_stream made), has
+        # its texts joined every _FOLD events: a byte a character, not a str a chunk
+        self._fold = folder_of(stream)
 
     def bind(self, key: str, fmt: EventFormat, sink: Optional[Sink]) -> None:
         """Number the events ``"<key>.<n>"``, write them with ``fmt``, record them in
@@ -365,6 +372,8 @@ class Feed:
             self._names.append(event)
         encoded = encode_event(event, data, self.prefix + str(seq))
         self.seq = seq  # only once encoded: ids have no gaps
+        if not seq % _FOLD and self._fold is not None:
+            self._fold()
         if self.sink is not None:
             self._recorded.append((seq, encoded))
         out.append(encoded)
@@ -463,6 +472,8 @@ class Feed:
                         encoded = f"data: {data}\nid: {self.prefix}{number}\n\n".encode()
                         id_len = self._id_len and self._id_len + len(number)
                     self.seq = seq  # only once encoded: ids have no gaps
+                    if not seq % _FOLD and self._fold is not None:
+                        self._fold()
                     out.append(encoded)
                     if self._append is not None:
                         if id_len:
