@@ -69,10 +69,10 @@ def test_an_id_line_given_by_its_length_is_kept_as_one_found_by_looking() -> Non
 def test_ids_are_kept_once_and_rebuilt() -> None:
     log = EventLog(10, id_prefix=PREFIX)
     log.extend(events(1, 3))
-    # what is kept: each event without its own id line
-    assert bytes(log._buf) == b"".join(encode_event(None, f" word{k}", "")[:-len("id: \n\n")]
-                                       for k in range(1, 4))
+    # what is kept: each event's text, without its id line, "data: " and the line end
+    assert bytes(log._buf) == b"".join(f" word{k}".encode() for k in range(1, 4))
     assert log._whole is None
+    assert log.after(0) == events(1, 3)
     assert log.size_bytes == len(log._buf) + 3 * _EVENT_OVERHEAD
 
 
@@ -116,9 +116,12 @@ def reference_size(kept: List[Tuple[int, bytes]], prefix: Optional[str]) -> int:
     for seq, data in kept:
         tail = f"id: {prefix}{seq}\n\n".encode()
         if prefix is not None and data.endswith(tail):
-            size += len(data) - len(tail) + _EVENT_OVERHEAD
+            data = data[: -len(tail)]
         else:
-            size += len(data) + _EVENT_OVERHEAD + (_WHOLE_OVERHEAD if prefix else 0)
+            size += _WHOLE_OVERHEAD if prefix else 0
+        if len(data) > 6 and data.startswith(b"data: ") and data.endswith(b"\n"):
+            data = data[6:-1]  # one data line: its text only
+        size += len(data) + _EVENT_OVERHEAD
     return size
 
 
@@ -263,3 +266,28 @@ def test_a_registry_streams_events_are_given_to_its_log_with_their_id_length() -
     rest = b"".join(body)
     assert b"data: a \nid: " in rest or b"data: b \nid: " in rest
     replay.close()
+
+
+@pytest.mark.parametrize("prefix", [None, PREFIX])
+def test_an_event_of_one_data_line_is_kept_as_its_text_and_rebuilt_exactly(prefix: Optional[str]) -> None:
+    p = prefix or ""
+    recorded = [
+        (1, f"data: a word\nid: {p}1\n\n".encode()),  # the usual event: "a word" is kept
+        (2, f"data: \nid: {p}2\n\n".encode()),  # an empty data line
+        (3, f"data: a\rb\nid: {p}3\n\n".encode()),  # whatever the line holds comes back
+        (4, f"event: done\ndata: [DONE]\nid: {p}4\n\n".encode()),  # not one data line
+        (5, f"data: one\ndata: two\nid: {p}5\n\n".encode()),  # two: "data: " at the start
+        (6, b"data: no id of ours\n\n"),  # kept whole with a prefix, then as text
+        (7, b"data:x\n"),  # no space after the colon: kept as it came
+        (8, f"data: \xe9t\xe9\nid: {p}8\n\n".encode()),
+    ]
+    log = EventLog(100, id_prefix=prefix)
+    for seq, data in recorded:
+        log.append(seq, data)
+    for seq in range(9):
+        assert log.after(seq) == recorded[seq:]
+        assert log._read_after(seq)[1] == b"".join(d for _, d in recorded[seq:])
+    if prefix is not None:
+        # the first event keeps 6 bytes: "a word"
+        assert bytes(log._buf).startswith(b"a word")
+        assert log.size_bytes == reference_size(recorded, prefix)

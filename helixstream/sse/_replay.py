@@ -15,7 +15,7 @@ import secrets
 import threading
 import time
 from array import array
-from typing import Any, Callable, List, Optional, Set, Tuple
+from typing import Any, Callable, Iterable, List, Optional, Set, Tuple
 
 from .._engine import ChunkStream
 from .._formats import EventFormat
@@ -43,13 +43,13 @@ __all__ = ["EventLog", "SSEReplay"]
 _log = logging.getLogger("helixstream.sse")
 
 #: What an event in a log costs beyond its bytes as kept: its length in the log's
-#: array of lengths (2 bytes; 4 once an event was longer than 64 KiB), and room for
+#: array of lengths (2 bytes; 4 once an event was longer than 32 KiB), and room for
 #: the buffer's growth and the array's slack (the bytes a dropped event leaves until
 #: the buffer is next reallocated). What an event kept whole in a log with ids (see
 #: ``EventLog``'s ``id_prefix``) costs besides: its number in a set. What a registry's
 #: finished stream costs beyond its events (the log, the producer, locks, the key):
 #: about 1,400 bytes measured with tracemalloc on CPython 3.11, rounded up.
-_EVENT_OVERHEAD = 8
+_EVENT_OVERHEAD = 4
 _WHOLE_OVERHEAD = 64
 _ENTRY_OVERHEAD = 2048
 #: A running stream's growth is counted against ``max_bytes`` in steps of this many
@@ -65,12 +65,19 @@ _COMPACT_AT = 64
 _STOP_WAIT = 1.0
 
 
+def _stored(entries: Iterable[int]) -> int:
+    """The bytes that entries of an EventLog's array of lengths take in its buffer."""
+    return sum(entry >> 1 for entry in entries)
+
+
 class EventLog:
     """The events of one stream, bounded, for replay after a reconnect.
 
     Events are numbered from 1 with no gaps; the log keeps the last ``max_events``.
     They are kept in one buffer, one after the other, with an array of their lengths
-    (a few bytes per event beyond its own bytes, instead of an object per event).
+    (a few bytes per event beyond its own bytes, instead of an object per event). An
+    event of one ``data:`` line (most of a stream's) is kept without its ``data: ``
+    and its line end, which :meth:`after` writes back.
     :attr:`size_bytes` is what the kept events cost: their bytes as kept plus a few
     bytes per event.
 
@@ -109,10 +116,12 @@ class EventLog:
         self.max_events = max_events
         self._clock = clock
         # the kept events' bytes (each without its id line where it had the expected
-        # one), oldest first; their lengths from ``_lens[_head]`` on (the entries
-        # before ``_head`` are dropped events', removed in bulk: ``_COMPACT_AT``)
+        # one, and without "data: " and the line's end where it is one data line),
+        # oldest first; from ``_lens[_head]`` on, each one's length times two, plus one
+        # where the data line was taken off (the entries before ``_head`` are dropped
+        # events', removed in bulk: ``_COMPACT_AT``)
         self._buf = bytearray()
-        self._lens = array("H")  # 2 bytes a length; wider from the first longer event
+        self._lens = array("H")  # 2 bytes an entry; wider from the first longer event
         self._head = 0
         # b"id: <id_prefix>" (None: events are kept whole), and the numbers of the
         # events kept whole although the log has ids (None while there is none)
@@ -157,36 +166,46 @@ class EventLog:
 
     def append(self, seq: int, data: bytes, id_len: int = 0) -> None:
         """Record event ``seq`` (the next number): :meth:`extend` with one event (the
-        usual call, done in one frame). ``id_len``: the caller wrote the event's id line
-        as this log expects it (``id: <id_prefix><seq>`` and the blank line), last,
-        in these many bytes (0: it is looked for)."""
+        usual call, done in one frame). ``id_len``: the caller wrote the event as one
+        data line (``data: <text>``) and then its id line as this log expects it
+        (``id: <id_prefix><seq>`` and the blank line), in these many bytes (0: the event
+        may be anything; its id line and data line are looked for)."""
         with self._lock:
             if seq != self.last_seq + 1:
                 raise ValueError(f"event {seq} does not follow event {self.last_seq}")
-            buf = self._buf
-            size = len(data)
-            buf += data
             grown = _EVENT_OVERHEAD
             id_line = self._id_line
             if id_len and id_line is not None:
-                size -= id_len
-                del buf[len(buf) - id_len:]
-            elif id_line is not None:
-                tail = b"%b%d\n\n" % (id_line, seq)
-                if data.endswith(tail):
-                    size -= len(tail)
-                    del buf[len(buf) - len(tail):]
+                # the feed's usual event: "data: <text>\n" and the id line: its text
+                size = len(data) - id_len - 7
+                self._buf += data[6 : 6 + size]
+                entry = 2 * size + 1
+            else:
+                end = len(data)  # where what is kept ends
+                if id_line is not None:
+                    tail = b"%b%d\n\n" % (id_line, seq)
+                    if data.endswith(tail):
+                        end -= len(tail)
+                    else:
+                        if self._whole is None:
+                            self._whole = set()
+                        self._whole.add(seq)
+                        grown += _WHOLE_OVERHEAD
+                if end > 6 and data[end - 1] == 10 and data.startswith(b"data: "):
+                    # one data line (rebuilt exactly, whatever it holds): its text only
+                    self._buf += data[6 : end - 1]
+                    size = end - 7
+                    entry = 2 * size + 1
                 else:
-                    if self._whole is None:
-                        self._whole = set()
-                    self._whole.add(seq)
-                    grown += _WHOLE_OVERHEAD
+                    self._buf += data[:end] if end < len(data) else data
+                    size = end
+                    entry = 2 * size
             lens = self._lens
             try:
-                lens.append(size)
-            except OverflowError:  # an event of 64 KiB: wider lengths from now on
-                self._lens = lens = array("I" if size <= 0xFFFFFFFF else "Q", lens)
-                lens.append(size)
+                lens.append(entry)
+            except OverflowError:  # an event of 32 KiB: wider entries from now on
+                self._lens = lens = array("I" if entry <= 0xFFFFFFFF else "Q", lens)
+                lens.append(entry)
             self.last_seq = seq
             grown += size
             if len(lens) - self._head > self.max_events:
@@ -208,7 +227,7 @@ class EventLog:
         bytes freed (as :attr:`size_bytes` counts them)."""
         head = self._head
         lens = self._lens
-        stored = sum(lens[head:head + count])
+        stored = _stored(lens[head:head + count])
         freed = stored + count * _EVENT_OVERHEAD
         whole = self._whole
         if whole is not None:
@@ -302,7 +321,7 @@ class EventLog:
         lens = self._lens
         kept = lens[start:].tolist()
         buf = self._buf
-        stored = sum(kept)
+        stored = _stored(kept)
         view = memoryview(buf)  # one copy of the kept bytes, not two
         try:
             data = view[len(buf) - stored:].tobytes()
@@ -320,9 +339,12 @@ class EventLog:
         id_line = self._id_line
         out = []
         pos = 0
-        for seq, size in enumerate(lens, first):
+        for seq, entry in enumerate(lens, first):
+            size = entry >> 1
             piece = data[pos:pos + size]
             pos += size
+            if entry & 1:
+                piece = b"data: %b\n" % piece
             if id_line is not None and (whole is None or seq not in whole):
                 piece += b"%b%d\n\n" % (id_line, seq)
             out.append((seq, piece))
@@ -352,7 +374,7 @@ class EventLog:
             if seq == self.last_seq:
                 return seq, b""
             first, data, lens = self._take_after(seq)
-            if self._id_line is None:
+            if self._id_line is None and not any(entry & 1 for entry in lens):
                 return first + len(lens) - 1, data
             whole = None if self._whole is None else set(self._whole)
         return first + len(lens) - 1, b"".join(
