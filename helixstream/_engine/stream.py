@@ -595,6 +595,7 @@ class _Core:
                     watch_append, watch_clock = watch()
 
                     def watch_one(item: str) -> None:
+                        # the watcher's text_watch: what calling it with ``item`` does
                         try:
                             watch_append(item)
                             if watch_clock() >= watched.due:
@@ -697,12 +698,7 @@ class _Core:
                                             raise Stopped
                                     item = out[-1]
                                 if watched is not None:
-                                    try:
-                                        watch_append(item)
-                                        if watch_clock() >= watched.due:
-                                            watched.on_due()
-                                    except BaseException as exc:
-                                        raise fault(1, exc)  # noqa: B904 - the same, or a PipelineError
+                                    watch_one(item)
                                 if sink is not None:  # the aggregate's chunk_of, in line
                                     sink.append(item)
                                     yield item if texts else StreamChunk(item, chunks)
@@ -815,12 +811,7 @@ class _Core:
                                     yield item
                                     continue
                                 if watched is not None:
-                                    try:
-                                        watch_append(item)
-                                        if watch_clock() >= watched.due:
-                                            watched.on_due()
-                                    except BaseException as exc:
-                                        raise fault(1, exc)  # noqa: B904 - the same, or a PipelineError
+                                    watch_one(item)
                                     try:
                                         item = tail(item)  # type: ignore[misc]
                                     except BaseException as exc:
