@@ -212,7 +212,7 @@ class AggregateStage:
         n = done + len(contents)
         if self._cache is not None and self._cache[0] == n:
             return self._cache[1]
-        if counted_at:  # (nothing folded after the first of them: see _fold_texts)
+        if counted_at:  # (nothing folded after the first of them: see fold)
             skip = set(counted_at)
             text = "".join(c for i, c in enumerate(contents, done) if i not in skip)
         else:
