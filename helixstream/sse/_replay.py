@@ -536,18 +536,15 @@ class _LogReader:
         while True:
             if self._over or entry.reader is not self:
                 return None  # ended, or another connection took the stream over
-            try:
-                last, data = (
-                    log._read_after(self._cursor)
-                    if log.last_seq != self._cursor
-                    else (self._cursor, b"")
-                )
-            except ResumeError as exc:  # overtaken by a full log
-                self._over = True  # this error event is the last
-                return notice_bytes(feed.fmt, exc.code, exc.message)
-            if last != self._cursor:
-                self._cursor = last
-                return data
+            if log.last_seq != self._cursor:  # events this reader has not sent
+                try:
+                    last, data = log._read_after(self._cursor)
+                except ResumeError as exc:  # overtaken by a full log
+                    self._over = True  # this error event is the last
+                    return notice_bytes(feed.fmt, exc.code, exc.message)
+                if last != self._cursor:
+                    self._cursor = last
+                    return data
             if log.ended_at is not None:  # (the attribute: no property call per event)
                 self._over = True
                 if feed.shutdown:  # SSEReplay.close(): no id, the client resumes elsewhere
