@@ -291,3 +291,22 @@ def test_an_event_of_one_data_line_is_kept_as_its_text_and_rebuilt_exactly(prefi
         # the first event keeps 6 bytes: "a word"
         assert bytes(log._buf).startswith(b"a word")
         assert log.size_bytes == reference_size(recorded, prefix)
+
+
+def test_an_id_length_alone_promises_nothing_about_the_rest_of_the_event() -> None:
+    # found in review: a caller that gives only the id line's length (append's contract
+    # before data_line) with an event that is not one data line got it back changed
+    log = EventLog(10, id_prefix=PREFIX)
+    recorded = [
+        (1, f"event: tok\ndata: hi\nid: {PREFIX}1\n\n".encode()),
+        (2, f": a comment\nid: {PREFIX}2\n\n".encode()),
+        (3, f"data: plain\nid: {PREFIX}3\n\n".encode()),
+    ]
+    for seq, data in recorded:
+        log.append(seq, data, len(f"id: {PREFIX}{seq}\n\n"))
+    assert log.after(0) == recorded
+    # with data_line, the third is taken as one data line without a look
+    told = EventLog(10, id_prefix=PREFIX)
+    first = f"data: plain\nid: {PREFIX}1\n\n".encode()
+    told.append(1, first, len(f"id: {PREFIX}1\n\n"), True)
+    assert bytes(told._buf) == b"plain" and told.after(0) == [(1, first)]

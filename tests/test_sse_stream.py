@@ -964,3 +964,41 @@ def test_fold_changes_nothing_for_an_aggregate_that_keeps_its_chunks() -> None:
     list(stream)
     stage.fold()
     assert get_result().chunks == ["a ", "b "]
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_finished_stream_kept_for_resume_releases_its_aggregate_and_its_text(
+    fails: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # found in review: the feed kept its aggregate's fold() after the end, and with it
+    # every text of the stream (and a failure's traceback, and through it the source)
+    # (the failure is logged with its traceback: pytest's log capture would keep it)
+    monkeypatch.setattr(logging.getLogger("helixstream.sse"), "disabled", True)
+    class Source:
+        def __init__(self) -> None:
+            self.k = 0
+
+        def __iter__(self) -> "Source":
+            return self
+
+        def __next__(self) -> str:
+            self.k += 1
+            if self.k > 200:
+                if fails:
+                    raise RuntimeError("the model broke")
+                raise StopIteration
+            return f"w{self.k} "
+
+    replay = SSEReplay(clock=FakeClock())
+    source = Source()
+    source_ref = weakref.ref(source)
+    body = sse_stream(source, replay=replay)
+    del source
+    stage_ref = weakref.ref(body._reader.stream._core.stages[-1])  # noqa: SLF001
+    events = events_of(body)
+    assert events[-1].type == ("error" if fails else "done")
+    del body
+    gc.collect()
+    assert stage_ref() is None, gc.get_referrers(stage_ref())
+    assert source_ref() is None
+    assert len(replay) == 1  # the log is kept for a resume

@@ -402,7 +402,9 @@ class Feed:
         self.outcome = outcome
         if self.sink is not None:
             self.sink.end()
-            self.stream = None  # release the stream and its source (the log stays)
+            # release the stream, its source and its aggregate (the log stays)
+            self.stream = None
+            self._fold = None
 
     def pull(self, timeout: Optional[float]) -> Optional[List[bytes]]:
         """The events of the next content chunk, or of the end of the stream.
@@ -476,8 +478,8 @@ class Feed:
                         self._fold()
                     out.append(encoded)
                     if self._append is not None:
-                        if id_len:
-                            self._append(seq, encoded, id_len)
+                        if id_len:  # "data: <text>\n" and the id line, as the log expects
+                            self._append(seq, encoded, id_len, True)
                         else:
                             self._append(seq, encoded)
                     elif self.sink is not None:

@@ -164,42 +164,40 @@ class EventLog:
         """The prefix of the events' ids (None: events are kept whole)."""
         return self._id_prefix
 
-    def append(self, seq: int, data: bytes, id_len: int = 0) -> None:
+    def append(self, seq: int, data: bytes, id_len: int = 0, data_line: bool = False) -> None:
         """Record event ``seq`` (the next number): :meth:`extend` with one event (the
-        usual call, done in one frame). ``id_len``: the caller wrote the event as one
-        data line (``data: <text>``) and then its id line as this log expects it
-        (``id: <id_prefix><seq>`` and the blank line), in these many bytes (0: the event
-        may be anything; its id line and data line are looked for)."""
+        usual call, done in one frame). ``id_len``: the caller wrote the event's id line
+        as this log expects it (``id: <id_prefix><seq>`` and the blank line), last,
+        in these many bytes (0: it is looked for). ``data_line``: what comes before that
+        id line is ``data: ``, then the text, then a line end (what ``sse_stream`` writes
+        for a chunk of one line): the log takes it so without looking."""
         with self._lock:
             if seq != self.last_seq + 1:
                 raise ValueError(f"event {seq} does not follow event {self.last_seq}")
             grown = _EVENT_OVERHEAD
             id_line = self._id_line
+            end = len(data)  # where what is kept ends
             if id_len and id_line is not None:
-                # the feed's usual event: "data: <text>\n" and the id line: its text
-                size = len(data) - id_len - 7
-                self._buf += data[6 : 6 + size]
+                end -= id_len  # the caller wrote the id line, last, in id_len bytes
+            elif id_line is not None:
+                tail = b"%b%d\n\n" % (id_line, seq)
+                if data.endswith(tail):
+                    end -= len(tail)
+                else:
+                    if self._whole is None:
+                        self._whole = set()
+                    self._whole.add(seq)
+                    grown += _WHOLE_OVERHEAD
+            if data_line or (end > 6 and data[end - 1] == 10 and data[:6] == b"data: "):
+                # "data: ", then anything, then a line end (the usual event: one data
+                # line): kept without them, which after() writes back
+                self._buf += data[6 : end - 1]
+                size = end - 7
                 entry = 2 * size + 1
             else:
-                end = len(data)  # where what is kept ends
-                if id_line is not None:
-                    tail = b"%b%d\n\n" % (id_line, seq)
-                    if data.endswith(tail):
-                        end -= len(tail)
-                    else:
-                        if self._whole is None:
-                            self._whole = set()
-                        self._whole.add(seq)
-                        grown += _WHOLE_OVERHEAD
-                if end > 6 and data[end - 1] == 10 and data.startswith(b"data: "):
-                    # one data line (rebuilt exactly, whatever it holds): its text only
-                    self._buf += data[6 : end - 1]
-                    size = end - 7
-                    entry = 2 * size + 1
-                else:
-                    self._buf += data[:end] if end < len(data) else data
-                    size = end
-                    entry = 2 * size
+                self._buf += data[:end] if end < len(data) else data
+                size = end
+                entry = 2 * size
             lens = self._lens
             try:
                 lens.append(entry)
