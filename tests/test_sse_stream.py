@@ -974,23 +974,12 @@ def test_a_finished_stream_kept_for_resume_releases_its_aggregate_and_its_text(
     # every text of the stream (and a failure's traceback, and through it the source)
     # (the failure is logged with its traceback: pytest's log capture would keep it)
     monkeypatch.setattr(logging.getLogger("helixstream.sse"), "disabled", True)
-    class Source:
-        def __init__(self) -> None:
-            self.k = 0
-
-        def __iter__(self) -> "Source":
-            return self
-
-        def __next__(self) -> str:
-            self.k += 1
-            if self.k > 200:
-                if fails:
-                    raise RuntimeError("the model broke")
-                raise StopIteration
-            return f"w{self.k} "
-
     replay = SSEReplay(clock=FakeClock())
-    source = Source()
+    source = BlockingSource([f"w{k} " for k in range(200)])
+    if fails:
+        source.fail(RuntimeError("the model broke"))
+    else:
+        source.end()
     source_ref = weakref.ref(source)
     body = sse_stream(source, replay=replay)
     del source
