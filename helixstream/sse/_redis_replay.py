@@ -624,8 +624,7 @@ class RedisReplay(Registry):
             self._store.forget_process(self.proc)
         except redis_errors():
             pass
-        while self._writers:
-            self._store.release(self._writers.pop())
+        self._release_writers()
         if self._owns_client:
             self._store.client.close()
 
@@ -644,8 +643,23 @@ class RedisReplay(Registry):
     def _give_back(self, conn: Any, broken: bool = False) -> None:
         if broken:
             self._store.release(conn, broken=True)
-        else:
-            self._writers.append(conn)
+            return
+        self._writers.append(conn)
+        if self._closed:
+            # a late writer (a stream's puller ending after close() stopped waiting
+            # for it): close() may have emptied the list already; its sockets close now
+            self._release_writers()
+
+    def _release_writers(self) -> None:
+        """After close(), from every thread that may still put one back: the free
+        list's connections go back to the client's pool, closed if the client is ours
+        (close() closes it; a connection put back later would stay open)."""
+        while True:
+            try:
+                conn = self._writers.pop()
+            except IndexError:
+                return
+            self._store.release(conn, broken=self._owns_client)
 
     def _write(self, key: str, events: List[Tuple[int, bytes]], end: Optional[str], last: int) -> None:
         """One write now, waiting for its replies (the scheduler's end markers)."""
